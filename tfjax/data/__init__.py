@@ -1,0 +1,1 @@
+"""Datasets, tokenizers and input pipelines. Knows no model."""

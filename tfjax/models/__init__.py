@@ -1,0 +1,1 @@
+"""Model families, each composing tfjax.nn blocks."""

@@ -1,0 +1,1 @@
+"""Building blocks: linen modules where parameters live, pure functions for the math."""

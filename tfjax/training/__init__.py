@@ -1,0 +1,1 @@
+"""Train state, optimizers, the step, checkpoints, metrics and the training loop."""
