@@ -16,65 +16,65 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.model = ml_collections.ConfigDict(
-      dict(
-          vocab_size=8192,
-          max_len=128,
-          num_layers=4,
-          num_heads=4,
-          d_model=256,
-          d_ff=1024,
-          activation="gelu_tanh",
-          pre_norm=True,
-          tie_embeddings=True,
-          dropout_rate=0.0,
-          attention_dropout_rate=0.0,
-          layer_norm_epsilon=1e-5,
-          init_std=0.02,
-          scale_residual_init=True,
-          dtype="float32",
-      )
+    dict(
+      vocab_size=8192,
+      max_len=128,
+      num_layers=4,
+      num_heads=4,
+      d_model=256,
+      d_ff=1024,
+      activation="gelu_tanh",
+      pre_norm=True,
+      tie_embeddings=True,
+      dropout_rate=0.0,
+      attention_dropout_rate=0.0,
+      layer_norm_epsilon=1e-5,
+      init_std=0.02,
+      scale_residual_init=True,
+      dtype="float32",
+    )
   )
 
   config.data = ml_collections.ConfigDict(
-      dict(
-          name="wiki_vital_articles",  # or any TFDS text dataset, e.g. "lm1b"
-          text_field="extract",  # "text" for lm1b
-          train_split="train",
-          eval_split="validation",
-          tfds_data_dir="",  # "" -> TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)
-          cache_dir="",  # "" -> <tfds_data_dir>/tfjax_cache
-          seq_len=128,
-      )
+    dict(
+      name="wiki_vital_articles",  # or any TFDS text dataset, e.g. "lm1b"
+      text_field="extract",  # "text" for lm1b
+      train_split="train",
+      eval_split="validation",
+      tfds_data_dir="",  # "" -> TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)
+      cache_dir="",  # "" -> <tfds_data_dir>/tfjax_cache
+      seq_len=128,
+    )
   )
 
   config.train = ml_collections.ConfigDict(
-      dict(
-          seed=0,
-          batch_size=16,
-          num_steps=800,
-          learning_rate=1e-3,
-          warmup_steps=80,
-          weight_decay=0.01,
-          b1=0.9,
-          b2=0.95,
-          eps=1e-8,
-          grad_clip_norm=1.0,
-          log_every=10,
-          eval_every=200,
-          eval_batches=16,
-          checkpoint_every=200,
-          max_to_keep=3,
-      )
+    dict(
+      seed=0,
+      batch_size=16,
+      num_steps=800,
+      learning_rate=1e-3,
+      warmup_steps=80,
+      weight_decay=0.01,
+      b1=0.9,
+      b2=0.95,
+      eps=1e-8,
+      grad_clip_norm=1.0,
+      log_every=10,
+      eval_every=200,
+      eval_batches=16,
+      checkpoint_every=200,
+      max_to_keep=3,
+    )
   )
 
   config.sample = ml_collections.ConfigDict(
-      dict(
-          prompts=("The city of", "In mathematics,", "The French Revolution"),
-          max_new_tokens=48,
-          temperature=0.8,
-          top_k=40,
-          top_p=1.0,
-          seed=0,
-      )
+    dict(
+      prompts=("The city of", "In mathematics,", "The French Revolution"),
+      max_new_tokens=48,
+      temperature=0.8,
+      top_k=40,
+      top_p=1.0,
+      seed=0,
+    )
   )
   return config

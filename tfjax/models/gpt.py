@@ -1,0 +1,141 @@
+"""GPT-1 and GPT-2: decoder-only causal language models (Radford et al. 2018, 2019).
+
+tokens [b, t] -> token + learned position embeddings -> dropout -> num_layers x
+TransformerLayer (causal self-attention + MLP) -> (pre-LN: final LayerNorm) -> logits [b, t, V]
+through the transposed token embedding (tied output, as HF's GPT-2 and OpenAIGPT).
+"""
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tfjax.nn.attention import causal_mask
+from tfjax.nn.blocks import TransformerLayer
+from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
+from tfjax.nn.feedforward import ACTIVATIONS
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class GPTConfig:
+  """Hyper-parameters of a GPT; `configs/gpt*.py` hold the published sizes."""
+
+  vocab_size: int
+  max_len: int  # size of the learned position table (context length)
+  num_layers: int
+  num_heads: int
+  d_model: int
+  d_ff: int
+  activation: str = "gelu_tanh"
+  pre_norm: bool = True  # GPT-2; GPT-1 is post-LN
+  tie_embeddings: bool = True
+  dropout_rate: float = 0.1  # embeddings and residual branches
+  attention_dropout_rate: float = 0.1
+  layer_norm_epsilon: float = 1e-5
+  init_std: float = 0.02  # N(0, 0.02) init (GPT-1 §4.1)
+  scale_residual_init: bool = True  # GPT-2 §2.3: residual projections std / sqrt(2 * num_layers)
+  dtype: str = "float32"  # compute dtype; parameters stay float32
+  decode: bool = False  # incremental decoding with a key/value cache
+
+  def __post_init__(self):
+    for name in ("vocab_size", "max_len", "num_layers", "num_heads", "d_model", "d_ff"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"model.{name}={getattr(self, name)} must be positive")
+    if self.d_model % self.num_heads:
+      raise ValueError(
+        f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}; "
+        "choose d_model as a multiple of num_heads"
+      )
+    if self.activation not in ACTIVATIONS:
+      raise ValueError(
+        f"model.activation={self.activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}"
+      )
+    for name in ("dropout_rate", "attention_dropout_rate"):
+      if not 0.0 <= getattr(self, name) < 1.0:
+        raise ValueError(f"model.{name}={getattr(self, name)} must be in [0, 1)")
+    jnp.dtype(self.dtype)  # raises on an unknown dtype name
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> "GPTConfig":
+    """Builds from a ConfigDict section; an unknown key is an error, not ignored."""
+    config = dict(config)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+      raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+    return cls(**config)
+
+  def replace(self, **changes: Any) -> "GPTConfig":
+    return dataclasses.replace(self, **changes)
+
+
+class GPT(nn.Module):
+  """Causal language model. Returns float32 logits [b, t, vocab_size]."""
+
+  config: GPTConfig
+
+  @nn.compact
+  def __call__(
+    self, tokens: Array, *, positions: Array | None = None, deterministic: bool = True
+  ) -> Array:
+    cfg = self.config
+    batch, length = tokens.shape
+    if length > cfg.max_len:
+      raise ValueError(
+        f"sequence length {length} is longer than the position table (max_len={cfg.max_len}); "
+        "shorten the input or raise model.max_len"
+      )
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(length), (batch, length))
+    dtype = jnp.dtype(cfg.dtype)
+    init = nn.initializers.normal(stddev=cfg.init_std)
+    out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers) if cfg.scale_residual_init else None
+
+    token_embed = TokenEmbedding(
+      cfg.vocab_size, cfg.d_model, embedding_init=init, dtype=dtype, name="token_embed"
+    )
+    x = token_embed(tokens) + LearnedPositionEmbedding(
+      cfg.max_len, cfg.d_model, embedding_init=init, dtype=dtype, name="position_embed"
+    )(positions)  # [b, t, d_model]
+    x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+
+    # In decode mode each attention layer builds its mask from the cache and `positions`.
+    mask = None if cfg.decode else causal_mask(length)
+    for i in range(cfg.num_layers):
+      x = TransformerLayer(
+        num_heads=cfg.num_heads,
+        d_ff=cfg.d_ff,
+        activation=cfg.activation,
+        pre_norm=cfg.pre_norm,
+        dropout_rate=cfg.dropout_rate,
+        attention_dropout_rate=cfg.attention_dropout_rate,
+        layer_norm_epsilon=cfg.layer_norm_epsilon,
+        kernel_init=init,
+        out_kernel_init=nn.initializers.normal(stddev=out_std) if out_std else None,
+        dtype=dtype,
+        decode=cfg.decode,
+        name=f"layer_{i}",
+      )(x, mask, positions=positions, deterministic=deterministic)
+    if cfg.pre_norm:
+      x = nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=dtype, name="final_norm")(x)
+
+    if cfg.tie_embeddings:
+      logits = token_embed.attend(x)
+    else:
+      logits = nn.Dense(
+        cfg.vocab_size, use_bias=False, kernel_init=init, dtype=dtype, name="lm_head"
+      )(x)
+    return logits.astype(jnp.float32)  # [b, t, vocab_size]
+
+
+def count_params(config: GPTConfig) -> int:
+  """Number of parameters, from shapes alone (`jax.eval_shape`: nothing is allocated)."""
+  tokens = jax.ShapeDtypeStruct((1, config.max_len), jnp.int32)
+  shapes = jax.eval_shape(GPT(config.replace(decode=False)).init, jax.random.key(0), tokens)
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))
