@@ -18,14 +18,15 @@ def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   if max_to_keep < 1:
     raise ValueError(f"train.max_to_keep={max_to_keep} must be >= 1 (the newest checkpoints kept)")
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True
+    max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True
   )
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               options=options)
+  return ocp.CheckpointManager(
+    os.path.join(os.path.abspath(workdir), "checkpoints"), options=options
+  )
 
 
 def save(
-    manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any | None = None
+  manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any | None = None
 ) -> None:
   """Starts an async save of `state` (and the iterator position) at `step`."""
   items = {"state": ocp.args.StandardSave(state)}
@@ -35,10 +36,10 @@ def save(
 
 
 def restore(
-    manager: ocp.CheckpointManager,
-    abstract_state: Any,
-    data_iterator: Any | None = None,
-    step: int | None = None,
+  manager: ocp.CheckpointManager,
+  abstract_state: Any,
+  data_iterator: Any | None = None,
+  step: int | None = None,
 ) -> Any:
   """Restores the state at `step` (default: the latest) into the structure of `abstract_state`.
 
@@ -58,22 +59,22 @@ def restore(
 def restore_params(workdir: str, abstract_params: Any, step: int | None = None) -> Any:
   """Restores only the parameters of a training checkpoint (for sampling or evaluation)."""
   manager = ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
-      item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    item_handlers={"state": ocp.PyTreeCheckpointHandler()},
   )
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first")
   check_params_fit(manager, step, abstract_params)
   restored = manager.restore(
-      step,
-      args=ocp.args.Composite(
-          state=ocp.args.PyTreeRestore(
-              item={"params": abstract_params},
-              restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params}),
-              partial_restore=True,
-          )
-      ),
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(
+        item={"params": abstract_params},
+        restore_args=ocp.checkpoint_utils.construct_restore_args({"params": abstract_params}),
+        partial_restore=True,
+      )
+    ),
   )
   return restored["state"]["params"]
 
@@ -91,8 +92,8 @@ def check_params_fit(manager: ocp.CheckpointManager, step: int, abstract_params:
       raise ValueError(f"parameter {name} of the model is missing from {where}; {fix}")
     if saved_shapes[name] != shape:
       raise ValueError(
-          f"parameter {name} has shape {saved_shapes[name]} in {where} but {shape} in the "
-          f"model; {fix}"
+        f"parameter {name} has shape {saved_shapes[name]} in {where} but {shape} in the "
+        f"model; {fix}"
       )
   extra = sorted(set(saved_shapes) - set(wanted_shapes))
   if extra:

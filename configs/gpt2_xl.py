@@ -1,0 +1,18 @@
+r"""GPT-2 xl (1,557,611,200 parameters): 48 layers, d_model 1600, 25 heads;
+the rest as gpt2_small.py.
+
+  python -m train.gpt --config=configs/gpt2_xl.py --workdir=workdir/gpt2_xl \
+      --config.data.name=lm1b --config.data.text_field=text
+
+Expected: an accelerator with room for it (issue "Training that scales" adds FSDP and remat).
+"""
+
+import ml_collections
+
+from configs import gpt2_small
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = gpt2_small.get_config()
+  config.model.update(num_layers=48, d_model=1600, num_heads=25, d_ff=4 * 1600)
+  return config

@@ -1,0 +1,24 @@
+r"""Trains a GPT language model; resumes from the latest checkpoint in --workdir.
+
+python -m train.gpt --config=configs/gpt_tiny.py --workdir=workdir/gpt_tiny
+python -m train.gpt --config=configs/gpt_tiny.py --workdir=/tmp/w --config.train.num_steps=50
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tfjax.training.trainer import train_and_evaluate
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics, plots and samples go here.")
+config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
