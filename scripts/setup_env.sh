@@ -1,0 +1,15 @@
+# Sourced by quickstart.sh and test.sh: makes .venv (once) and installs tfjax with EXTRAS.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  if ! "$PYTHON" -m venv .venv; then
+    echo "error: '$PYTHON -m venv' failed; on Debian/Ubuntu install it with" \
+         "'apt-get install python3-venv' (as root), then run this again" >&2
+    exit 1
+  fi
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet -e ".[${EXTRAS}]"
