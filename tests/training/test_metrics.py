@@ -1,0 +1,134 @@
+"""MetricWriter (JSONL + TensorBoard), the progress bar, and the FLOPs / MFU arithmetic."""
+
+import json
+import math
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tfjax.training import metrics
+
+
+def _scalars(workdir, split, tag):
+  acc = EventAccumulator(os.path.join(workdir, "tensorboard", split))
+  acc.Reload()
+  return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def _write_run(workdir, steps, offset=0.0):
+  with metrics.MetricWriter(workdir, enabled=True) as writer:
+    for s in steps:
+      writer.write(s, {"loss": jnp.float32(10.0 / s + offset), "tokens": s * 64}, split="train")
+      if s % 20 == 0:
+        writer.write(s, {"loss": np.float64(5.0 / s + offset)}, split="eval")
+
+
+def test_jsonl_round_trip(tmp_path):
+  workdir = str(tmp_path / "run")
+  _write_run(workdir, [10, 20, 30])
+  records = metrics.read_metrics(workdir)
+  expected = [
+    {"step": 10, "split": "train", "loss": float(np.float32(1.0)), "tokens": 640},
+    {"step": 20, "split": "train", "loss": float(np.float32(0.5)), "tokens": 1280},
+    {"step": 20, "split": "eval", "loss": 0.25},
+    {"step": 30, "split": "train", "loss": float(np.float32(10 / 30)), "tokens": 1920},
+  ]
+  assert records == expected
+  assert isinstance(records[0]["tokens"], int)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    assert [json.loads(line) for line in f] == expected  # one JSON object per line
+
+
+def test_tensorboard_events_read_back_with_same_scalars(tmp_path):
+  workdir = str(tmp_path)
+  _write_run(workdir, [10, 20, 30, 40])
+  records = metrics.read_metrics(workdir)
+  for split in ("train", "eval"):
+    want = [(r["step"], r["loss"]) for r in records if r["split"] == split]
+    got = _scalars(workdir, split, "loss")
+    assert [s for s, _ in got] == [s for s, _ in want]
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
+
+
+def test_resume_appends_and_truncate_after_drops_lost_steps(tmp_path):
+  workdir = str(tmp_path)
+  _write_run(workdir, [10, 20, 30, 40, 50])
+  # The run died after its checkpoint at step 30; it resumes there and logs again.
+  writer = metrics.MetricWriter(workdir, enabled=True)
+  writer.truncate_after(30)
+  assert max(r["step"] for r in metrics.read_metrics(workdir)) == 30
+  writer.write(40, {"loss": 7.0}, split="train")
+  writer.close()
+
+  records = metrics.read_metrics(workdir)
+  assert [(r["step"], r["split"]) for r in records] == [
+    (10, "train"),
+    (20, "train"),
+    (20, "eval"),
+    (30, "train"),
+    (40, "train"),
+  ]
+  assert records[-1]["loss"] == 7.0 and records[0]["loss"] == 1.0  # appended, not truncated
+  assert _scalars(workdir, "train", "loss")[-2:] == [(30, pytest.approx(1 / 3)), (40, 7.0)]
+  assert [s for s, _ in _scalars(workdir, "eval", "loss")] == [20]
+
+
+def test_truncate_after_drops_a_torn_last_line(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "split": "train", "loss": 2.0}\n{"step": 2, "spl')
+  assert metrics.read_metrics(str(tmp_path)) == [{"step": 1, "split": "train", "loss": 2.0}]
+  metrics.MetricWriter(str(tmp_path), enabled=True).truncate_after(5)
+  assert path.read_text() == '{"step": 1, "split": "train", "loss": 2.0}\n'
+
+
+def test_disabled_writer_writes_nothing(tmp_path):
+  writer = metrics.MetricWriter(str(tmp_path / "run"), enabled=False)
+  writer.write(1, {"loss": 1.0})
+  writer.truncate_after(0)
+  writer.close()
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_write_rejects_reserved_names_and_non_scalars(tmp_path):
+  writer = metrics.MetricWriter(str(tmp_path), enabled=True, tensorboard=False)
+  with pytest.raises(ValueError, match="reserved"):
+    writer.write(1, {"step": 3.0})
+  with pytest.raises(ValueError, match="scalars"):
+    writer.write(1, {"loss": np.ones(3)})
+  writer.close()
+
+
+def test_progress_bar_shows_loss_and_throughput(capsys):
+  bar = metrics.ProgressBar(num_steps=100, initial_step=40, enabled=True)
+  bar.update(50, loss=2.34567, tokens_per_s=12_345.0)
+  bar.close()
+  err = capsys.readouterr().err
+  assert "50/100" in err and "loss=2.3457" in err and "tok/s=12.3k" in err
+
+  quiet = metrics.ProgressBar(num_steps=100, enabled=False)
+  quiet.update(10, loss=1.0)
+  quiet.close()
+  assert capsys.readouterr().err == ""
+
+
+def test_flops_per_token_on_hand_examples():
+  # 6 * 1000 + 12 * 2 layers * 8 tokens * 4 dims
+  assert metrics.transformer_flops_per_token(1000, 2, 8, 4) == 6768.0
+  # GPT-2 small: 124,439,808 params less 1024 x 768 positions (nanoGPT's estimate_mfu).
+  n = 124_439_808 - 1024 * 768
+  flops = metrics.transformer_flops_per_token(n, num_layers=12, seq_len=1024, d_model=768)
+  assert flops == 6 * 123_653_376 + 12 * 12 * 1024 * 768 == 855_166_464
+
+
+def test_mfu_arithmetic():
+  assert metrics.mfu(1000.0, 6e6, 1.2e10) == pytest.approx(0.5)
+  with pytest.raises(ValueError, match="peak_flops"):
+    metrics.mfu(1.0, 1.0, 0.0)
+
+
+def test_measure_matmul_peak_flops_is_a_plausible_rate():
+  flops = metrics.measure_matmul_peak_flops(n=256, repeats=3)
+  assert math.isfinite(flops) and 1e8 < flops < 1e16

@@ -1,0 +1,190 @@
+"""Optax optimizers and learning-rate schedules for the transformer recipes.
+
+Steps count optimizer *updates*, as the papers do ("warmup over 2,000 updates"). A schedule is
+called with optax's update count, which is 0 for the first update. With gradient accumulation
+(`grad_accum_steps=k`) the schedule still advances once per update, i.e. once every k
+micro-batches, so a run of `num_steps` updates takes `num_steps * k` calls of `update`.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+SCHEDULES = ("warmup_cosine", "inverse_sqrt", "linear")
+NO_DECAY_NAMES = ("bias", "scale")  # flax names of biases and LayerNorm gains
+
+
+# ------------------------------------------------------------------------------ schedules
+
+
+def _check_warmup(peak_lr: float, warmup_steps: int, total_steps: int) -> None:
+  if peak_lr <= 0:
+    raise ValueError(f"learning_rate={peak_lr} must be positive; set train.learning_rate > 0")
+  if total_steps <= 0:
+    raise ValueError(f"num_steps={total_steps} must be positive; set train.num_steps >= 1")
+  if warmup_steps < 0:
+    raise ValueError(f"warmup_steps={warmup_steps} is negative; set train.warmup_steps >= 0")
+  if warmup_steps >= total_steps:
+    raise ValueError(
+      f"warmup_steps={warmup_steps} must be smaller than num_steps={total_steps}, or the "
+      "decay never starts; lower train.warmup_steps or raise train.num_steps"
+    )
+
+
+def warmup_cosine_schedule(peak_lr: float, warmup_steps: int, total_steps: int) -> optax.Schedule:
+  """Linear warmup from 0 to `peak_lr`, then cosine annealing to 0 at `total_steps`.
+
+  GPT-1 (Radford et al. 2018, §4.1): "increased linearly from zero over the first 2000 updates
+  and annealed to 0 using a cosine schedule".
+  """
+  _check_warmup(peak_lr, warmup_steps, total_steps)
+  return optax.warmup_cosine_decay_schedule(
+    init_value=0.0,
+    peak_value=peak_lr,
+    warmup_steps=warmup_steps,
+    decay_steps=total_steps,  # optax counts the warmup inside decay_steps
+    end_value=0.0,
+  )
+
+
+def linear_warmup_linear_decay(
+  peak_lr: float, warmup_steps: int, total_steps: int
+) -> optax.Schedule:
+  """Linear warmup from 0 to `peak_lr`, then linear decay to 0 at `total_steps`.
+
+  BERT (Devlin et al. 2018, Appendix A.2): "learning rate warmup over the first 10,000 steps,
+  and linear decay of the learning rate".
+  """
+  _check_warmup(peak_lr, warmup_steps, total_steps)
+  decay = optax.linear_schedule(peak_lr, 0.0, transition_steps=total_steps - warmup_steps)
+  if warmup_steps == 0:
+    return decay
+  warmup = optax.linear_schedule(0.0, peak_lr, transition_steps=warmup_steps)
+  return optax.join_schedules([warmup, decay], boundaries=[warmup_steps])
+
+
+def inverse_sqrt_schedule(d_model: int, warmup_steps: int, scale: float = 1.0) -> optax.Schedule:
+  """The Transformer's schedule: scale * d^-0.5 * min(n^-0.5, n * warmup^-1.5).
+
+  Vaswani et al. 2017, §5.3, Eq. 3, where n = step_num counts from 1. Optax calls a schedule
+  with the number of updates already applied (0 for the first), so n = step + 1: the first
+  update gets the paper's step-1 rate and the schedule has no 0^-0.5 at step 0. It peaks at
+  n = warmup_steps. `scale` multiplies the whole rate (1.0 is the paper).
+  """
+  if d_model <= 0:
+    raise ValueError(f"d_model={d_model} must be positive")
+  if warmup_steps <= 0:
+    raise ValueError(
+      f"warmup_steps={warmup_steps} must be positive for the inverse-sqrt schedule "
+      "(the paper uses 4000); set train.warmup_steps >= 1"
+    )
+  if scale <= 0:
+    raise ValueError(f"learning_rate={scale} (the schedule's scale) must be positive")
+
+  def schedule(step: jax.typing.ArrayLike) -> jax.Array:
+    n = jnp.asarray(step, jnp.float32) + 1.0
+    return scale * d_model**-0.5 * jnp.minimum(n**-0.5, n * warmup_steps**-1.5)
+
+  return schedule
+
+
+def make_schedule(train_config: Mapping[str, Any], d_model: int | None = None) -> optax.Schedule:
+  """Builds `train_config.schedule` ("warmup_cosine" by default, "linear", "inverse_sqrt").
+
+  For "inverse_sqrt", `learning_rate` is a multiplier on Eq. 3 (1.0 reproduces the paper) and
+  `d_model` comes from the argument or `train_config.d_model`.
+  """
+  name = train_config.get("schedule", "warmup_cosine")
+  lr = float(train_config["learning_rate"])
+  warmup = _as_int(train_config.get("warmup_steps", 0), "warmup_steps")
+  if name == "warmup_cosine":
+    return warmup_cosine_schedule(lr, warmup, _as_int(train_config["num_steps"], "num_steps"))
+  if name == "linear":
+    return linear_warmup_linear_decay(lr, warmup, _as_int(train_config["num_steps"], "num_steps"))
+  if name == "inverse_sqrt":
+    d_model = d_model if d_model is not None else train_config.get("d_model")
+    if d_model is None:
+      raise ValueError(
+        "schedule='inverse_sqrt' needs d_model; pass make_schedule(..., d_model=...) "
+        "or set train.d_model"
+      )
+    return inverse_sqrt_schedule(int(d_model), warmup, scale=lr)
+  raise ValueError(f"schedule={name!r} is unknown; choose one of {SCHEDULES}")
+
+
+# ------------------------------------------------------------------------------ optimizer
+
+
+def _param_name(path: tuple[Any, ...]) -> str | None:
+  """The last dict key on a leaf's path: the flax parameter name ('kernel', 'bias', ...)."""
+  names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+  return str(names[-1]) if names else None
+
+
+def decay_mask(params: Any) -> Any:
+  """True for weight matrices and embeddings, False for biases and LayerNorm gains.
+
+  GPT-1 (Radford et al. 2018, §4.1): "L2 regularization ... w = 0.01 on all non bias or gain
+  weights". A leaf is decayed when ndim >= 2 and its flax name is not 'bias' or 'scale': the
+  name matters because a multi-head `DenseGeneral` bias is 2-D ([heads, d_k]). Works on
+  arrays, `jax.ShapeDtypeStruct` leaves and boxed (`nn.Partitioned`) params.
+  """
+
+  def decayed(path: tuple[Any, ...], x: Any) -> bool:
+    ndim = x.ndim if hasattr(x, "ndim") else np.ndim(x)
+    return ndim >= 2 and _param_name(path) not in NO_DECAY_NAMES
+
+  return jax.tree_util.tree_map_with_path(decayed, params)
+
+
+def make_optimizer(
+  train_config: Mapping[str, Any], d_model: int | None = None
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Global-norm clipping, then AdamW with decoupled decay on matrices only, on a schedule.
+
+  Reads `learning_rate`, `warmup_steps`, `num_steps`, `b1`, `b2`, `eps`, `weight_decay`,
+  `grad_clip_norm` (0 or None: no clipping), `schedule` and `grad_accum_steps` (> 1 wraps the
+  chain in `optax.MultiSteps`, so clipping sees the averaged gradient). Returns the
+  transformation and the schedule (indexed by optimizer updates, for logging the rate).
+  """
+  schedule = make_schedule(train_config, d_model=d_model)
+  b1 = float(train_config.get("b1", 0.9))
+  b2 = float(train_config.get("b2", 0.999))
+  eps = float(train_config.get("eps", 1e-8))
+  weight_decay = float(train_config.get("weight_decay", 0.0))
+  clip = train_config.get("grad_clip_norm", None)
+  accum = _as_int(train_config.get("grad_accum_steps", 1), "grad_accum_steps")
+
+  for field, value in (("b1", b1), ("b2", b2)):
+    if not 0.0 <= value < 1.0:
+      raise ValueError(f"{field}={value} must be in [0, 1); Adam's usual values are 0.9 / 0.999")
+  if eps < 0:
+    raise ValueError(f"eps={eps} is negative; set train.eps >= 0 (e.g. 1e-8)")
+  if weight_decay < 0:
+    raise ValueError(f"weight_decay={weight_decay} is negative; set train.weight_decay >= 0")
+  if clip is not None and float(clip) < 0:
+    raise ValueError(f"grad_clip_norm={clip} is negative; use a positive norm, or 0 to disable")
+  if accum < 1:
+    raise ValueError(f"grad_accum_steps={accum} must be >= 1 (1 disables accumulation)")
+
+  adamw = optax.adamw(
+    learning_rate=schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask
+  )
+  tx = optax.chain(optax.clip_by_global_norm(float(clip)), adamw) if clip else adamw
+  if accum > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
+  return tx, schedule
+
+
+def _as_int(value: Any, field: str) -> int:
+  try:
+    ok = not isinstance(value, bool) and int(value) == value
+  except (TypeError, ValueError):
+    ok = False
+  if not ok:
+    raise ValueError(f"{field}={value!r} must be an integer; set train.{field} to a whole number")
+  return int(value)
