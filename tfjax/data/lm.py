@@ -1,0 +1,290 @@
+"""Language-model input pipeline: TFDS text -> cached token stream -> grain batches of windows.
+
+Each split is tokenized once into one flat int32 stream (documents joined by EOS) and cached as
+`.npy`, memory-mapped on later runs, so the input pipeline is a few numpy slices per batch.
+Training batches are non-overlapping windows of `seq_len + 1` tokens, shuffled by grain from a
+seed and checkpointable through the iterator's `get_state()` / `set_state()`.
+"""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import pathlib
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+from tensorflow_datasets.core.utils import tqdm_utils
+
+from tfjax.data import tokenizer as tokenizer_lib
+from tfjax.data import wiki_vital_articles  # noqa: F401  (registers the builder with TFDS)
+
+# Bump when the way a split becomes a token stream changes.
+_TOKEN_CACHE_VERSION = 1
+_ENCODE_CHUNK = 1024
+
+
+class LMData:
+  """A tokenizer and the token stream of each split of one text dataset (cached on disk)."""
+
+  def __init__(
+    self,
+    tokenizer: tokenizer_lib.SentencePieceTokenizer,
+    tokenize_split: Callable[[str], np.ndarray],
+  ):
+    self.tokenizer = tokenizer
+    self._tokenize_split = tokenize_split
+    self._tokens: dict[str, np.ndarray] = {}
+
+  def tokens(self, split: str) -> np.ndarray:
+    """The split as one int32 stream, documents each followed by EOS (memory-mapped)."""
+    if split not in self._tokens:
+      self._tokens[split] = self._tokenize_split(split)
+    return self._tokens[split]
+
+
+def prepare_lm_data(data_config: Any, vocab_size: int) -> LMData:
+  """Builds the dataset, trains or loads the tokenizer, and tokenizes the train and eval splits.
+
+  `data_config` is `config.data` (name, text_field, train_split, eval_split, tfds_data_dir,
+  cache_dir, seq_len). Everything is cached, so a second call only memory-maps files.
+  """
+  name, text_field = data_config.name, data_config.text_field
+  builder = _prepared_builder(name, data_config.tfds_data_dir or None)
+  features = list(builder.info.features.keys())
+  if text_field not in features:
+    raise ValueError(
+      f"dataset '{name}' has no feature '{text_field}'; its features are {features}. Set "
+      "config.data.text_field to the one holding the text."
+    )
+  cache_dir = pathlib.Path(
+    data_config.cache_dir or os.path.join(builder.data_dir_root, "tfjax_cache")
+  )
+  dataset_id = builder.info.full_name  # name[/config]/version
+
+  def texts(split: str) -> Iterator[str]:
+    return _iter_texts(builder.as_data_source(split=split), text_field)
+
+  def check_has_text(split: str) -> None:
+    if not any(texts(split)):
+      raise ValueError(f"split '{split}' of dataset '{name}' has no text in field '{text_field}'")
+
+  train_split = data_config.train_split
+  check_has_text(train_split)
+  corpus_name = f"{dataset_id}-{train_split}-{text_field}"
+  tokenizer = tokenizer_lib.train_or_load_tokenizer(
+    texts(train_split),
+    vocab_size=vocab_size,
+    cache_dir=cache_dir / "tokenizers",
+    name=corpus_name,
+  )
+
+  def tokenize_split(split: str) -> np.ndarray:
+    key = dict(
+      version=_TOKEN_CACHE_VERSION,
+      dataset=dataset_id,
+      split=split,
+      text_field=text_field,
+      tokenizer_sha256=tokenizer.sha256,
+    )
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset_id}-{split}-{text_field}")
+    path = cache_dir / "tokens" / f"{stem}-{digest}.npy"
+    if not path.exists():
+      check_has_text(split)
+      start = time.perf_counter()
+      stream = encode_stream(tokenizer, texts(split))
+      _save_npy_atomically(path, stream)
+      logging.info(
+        "Tokenized %s split %s: %d tokens in %.1fs -> %s",
+        dataset_id,
+        split,
+        stream.size,
+        time.perf_counter() - start,
+        path,
+      )
+    return np.load(path, mmap_mode="r")
+
+  data = LMData(tokenizer, tokenize_split)
+  seq_len = getattr(data_config, "seq_len", None)
+  for split in dict.fromkeys((train_split, data_config.eval_split)):
+    tokens = data.tokens(split)
+    if seq_len is not None:
+      _check_long_enough(tokens, seq_len, f"split '{split}' of dataset '{name}'")
+  return data
+
+
+def encode_stream(
+  tokenizer: tokenizer_lib.SentencePieceTokenizer, texts: Iterator[str]
+) -> np.ndarray:
+  """Tokenizes `texts` into one int32 stream, each document followed by EOS (empty ones skipped)."""
+  chunks, batch = [], []
+  eos = np.array([tokenizer.eos_id], np.int32)
+
+  def flush() -> None:
+    for ids in tokenizer.encode_batch(batch):
+      chunks.extend((np.asarray(ids, np.int32), eos))
+    batch.clear()
+
+  for text in texts:
+    if text:
+      batch.append(text)
+      if len(batch) == _ENCODE_CHUNK:
+        flush()
+  flush()
+  return np.concatenate(chunks) if chunks else np.zeros((0,), np.int32)
+
+
+class _Windows:
+  """Random access to non-overlapping windows of `seq_len + 1` tokens (stride `seq_len`)."""
+
+  def __init__(self, tokens: np.ndarray, seq_len: int):
+    self._tokens = tokens
+    self._seq_len = seq_len
+
+  def __len__(self) -> int:
+    return (len(self._tokens) - 1) // self._seq_len
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if not 0 <= index < len(self):
+      raise IndexError(f"window {index} out of range [0, {len(self)})")
+    start = index * self._seq_len
+    window = np.array(self._tokens[start : start + self._seq_len + 1], dtype=np.int32)
+    return {"inputs": window[:-1], "targets": window[1:]}  # [seq_len] each
+
+
+def window_dataset(tokens: np.ndarray, seq_len: int) -> grain.MapDataset:
+  """Windows of the stream as {"inputs", "targets"}: int32[seq_len], targets = inputs shifted."""
+  _check_long_enough(tokens, seq_len, "the token stream")
+  return grain.MapDataset.source(_Windows(tokens, seq_len))
+
+
+def train_iterator(
+  tokens: np.ndarray,
+  seq_len: int,
+  batch_size: int,
+  seed: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> grain.DatasetIterator:
+  """Endless shuffled batches of windows for this process; checkpointable (`get_state()`).
+
+  The windows are shuffled globally from `seed` (a fresh order each epoch), and process `i`
+  takes windows `i::process_count` of that order, so processes never share a window within an
+  epoch. `batch_size` is the per-process batch size; incomplete batches are dropped.
+  """
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
+  if batch_size < 1:
+    raise ValueError(f"batch_size={batch_size} must be positive")
+  windows = window_dataset(tokens, seq_len)
+  if len(windows) < process_count:
+    raise ValueError(
+      f"{len(windows)} windows of {seq_len + 1} tokens cannot be shared by {process_count} "
+      "processes; use a smaller seq_len or a larger split"
+    )
+  ds = windows.seed(seed).shuffle()[process_index::process_count]
+  ds = ds.repeat().batch(batch_size, drop_remainder=True)
+  # The windows are numpy slices of an in-memory stream: reading threads would only contend.
+  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)))
+
+
+def eval_batches(
+  tokens: np.ndarray, seq_len: int, batch_size: int, max_batches: int
+) -> list[dict[str, np.ndarray]]:
+  """The first `max_batches` full batches of windows, in stream order (fewer if the split is
+  short): the same tokens on every evaluation."""
+  ds = window_dataset(tokens, seq_len).batch(batch_size, drop_remainder=True)
+  if len(ds) == 0:
+    raise ValueError(
+      f"the token stream ({len(tokens)} tokens) holds fewer than batch_size={batch_size} windows "
+      f"of {seq_len + 1} tokens; use a smaller eval batch size or seq_len"
+    )
+  return [ds[i] for i in range(min(len(ds), max_batches))]
+
+
+def unigram_perplexity(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> float:
+  """Perplexity of `eval_tokens` under an add-one smoothed unigram model fitted on `train_tokens`.
+
+  A floor any language model must beat: pass the eval batches' targets, the tokens the model is
+  scored on.
+  """
+  train_tokens = np.asarray(train_tokens).reshape(-1)
+  eval_tokens = np.asarray(eval_tokens).reshape(-1)
+  for what, t in (("train", train_tokens), ("eval", eval_tokens)):
+    if t.size and (t.min() < 0 or t.max() >= vocab_size):
+      raise ValueError(f"{what} tokens must lie in [0, vocab_size={vocab_size})")
+  if eval_tokens.size == 0:
+    raise ValueError("eval_tokens is empty")
+  counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64)
+  log_probs = np.log(counts + 1.0) - np.log(train_tokens.size + vocab_size)
+  return float(np.exp(-log_probs[eval_tokens].mean()))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of `name`, prepared once as array_record (readable without TensorFlow)."""
+  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+  # TFDS prints and draws progress bars while preparing; the library only logs.
+  start = time.perf_counter()
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out), _no_tfds_progress_bar():
+    builder.download_and_prepare()
+  if out.getvalue().strip():
+    logging.info("%s (%.1fs)", out.getvalue().strip(), time.perf_counter() - start)
+  file_format = builder.info.file_format
+  if file_format is not None and str(getattr(file_format, "value", file_format)) != "array_record":
+    raise ValueError(
+      f"dataset '{name}' in {builder.data_dir} was prepared as {file_format}, which "
+      "tfds.data_source cannot read; prepare it again with file_format='array_record' in another "
+      "tfds_data_dir"
+    )
+  return builder
+
+
+@contextlib.contextmanager
+def _no_tfds_progress_bar() -> Iterator[None]:
+  was_active = getattr(tqdm_utils, "_active", True)
+  tfds.display_progress_bar(False)
+  try:
+    yield
+  finally:
+    tfds.display_progress_bar(was_active)
+
+
+def _iter_texts(source: Any, text_field: str) -> Iterator[str]:
+  """The texts of a TFDS data source, in its order, decoded from bytes."""
+  for start in range(0, len(source), _ENCODE_CHUNK):
+    keys = list(range(start, min(start + _ENCODE_CHUNK, len(source))))
+    for example in source.__getitems__(keys):
+      text = example[text_field]
+      yield text.decode("utf-8") if isinstance(text, bytes) else str(text)
+
+
+def _check_long_enough(tokens: np.ndarray, seq_len: int, what: str) -> None:
+  if seq_len < 1:
+    raise ValueError(f"seq_len={seq_len} must be positive")
+  if len(tokens) < seq_len + 1:
+    raise ValueError(
+      f"{what} has {len(tokens)} tokens, fewer than the {seq_len + 1} of one window "
+      f"(seq_len + 1); use a smaller seq_len or a larger split"
+    )
+
+
+def _save_npy_atomically(path: pathlib.Path, array: np.ndarray) -> None:
+  """Saves to a temporary file beside `path`, then renames: readers never see half a file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
+    np.save(f, array)
+  os.chmod(f.name, 0o644)
+  os.replace(f.name, path)

@@ -1,0 +1,172 @@
+"""SentencePiece BPE tokenizers, trained once on a corpus and cached on disk.
+
+The model file name is derived from the corpus name and every training option (vocabulary size
+included), so a changed option trains a new file instead of reusing a stale one. Training is
+deterministic (one thread, fixed seed, no input shuffling) and loses no text: the normaliser is
+the identity, whitespace is kept as is, and characters outside the vocabulary fall back to bytes.
+"""
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import pathlib
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import sentencepiece as spm
+from absl import logging
+
+PAD_ID = 0
+UNK_ID = 1
+BOS_ID = 2
+EOS_ID = 3
+
+# Bump when the training recipe below changes in a way the options do not show.
+_RECIPE_VERSION = 1
+
+
+class SentencePieceTokenizer:
+  """A trained SentencePiece model: text <-> ids, plus the ids of its special tokens."""
+
+  def __init__(self, model_proto: bytes, model_path: str | os.PathLike | None = None):
+    self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
+    self.model_path = None if model_path is None else pathlib.Path(model_path)
+    # The content hash identifies the model: token caches are keyed on it.
+    self.sha256 = hashlib.sha256(model_proto).hexdigest()
+
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> "SentencePieceTokenizer":
+    return cls(pathlib.Path(path).read_bytes(), model_path=path)
+
+  @property
+  def vocab_size(self) -> int:
+    return self._processor.get_piece_size()
+
+  @property
+  def pad_id(self) -> int:
+    return self._processor.pad_id()
+
+  @property
+  def unk_id(self) -> int:
+    return self._processor.unk_id()
+
+  @property
+  def bos_id(self) -> int:
+    return self._processor.bos_id()
+
+  @property
+  def eos_id(self) -> int:
+    return self._processor.eos_id()
+
+  def encode(self, text: str) -> list[int]:
+    return self._processor.encode(text)
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    """Encodes many texts at once (SentencePiece spreads them over threads)."""
+    return self._processor.encode(list(texts))
+
+  def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+    """Text of `ids`; special tokens (pad, bos, eos) decode to nothing."""
+    return self._processor.decode([int(i) for i in np.asarray(ids).reshape(-1)])
+
+  def id_to_piece(self, token_id: int) -> str:
+    return self._processor.id_to_piece(int(token_id))
+
+  def __repr__(self) -> str:
+    return f"SentencePieceTokenizer(vocab_size={self.vocab_size}, model_path={self.model_path})"
+
+
+def training_options(
+  vocab_size: int, *, max_sentences: int = 300_000, character_coverage: float = 0.9995
+) -> dict[str, object]:
+  """The SentencePiece trainer options of our BPE recipe; all of them name the cached file."""
+  if vocab_size < 260:
+    raise ValueError(
+      f"vocab_size={vocab_size} is too small: byte fallback alone needs 256 pieces plus 4 special "
+      "tokens; choose vocab_size >= 260 (e.g. 8192)"
+    )
+  return dict(
+    model_type="bpe",
+    vocab_size=int(vocab_size),
+    pad_id=PAD_ID,
+    unk_id=UNK_ID,
+    bos_id=BOS_ID,
+    eos_id=EOS_ID,
+    byte_fallback=True,
+    character_coverage=float(character_coverage),
+    normalization_rule_name="identity",
+    remove_extra_whitespaces=False,
+    split_digits=True,
+    input_sentence_size=int(max_sentences),
+    shuffle_input_sentence=False,
+    max_sentence_length=1 << 16,
+    # One thread: BPE merges then do not depend on the machine's core count.
+    num_threads=1,
+    recipe_version=_RECIPE_VERSION,
+  )
+
+
+def tokenizer_path(
+  cache_dir: str | os.PathLike, name: str, options: dict[str, object]
+) -> pathlib.Path:
+  """`<cache_dir>/<name>-bpe<vocab>-<hash of options>.model`."""
+  digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
+  safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+  return pathlib.Path(cache_dir) / f"{safe_name}-bpe{options['vocab_size']}-{digest}.model"
+
+
+def train_or_load_tokenizer(
+  texts: Iterable[str],
+  *,
+  vocab_size: int,
+  cache_dir: str | os.PathLike,
+  name: str,
+  max_sentences: int = 300_000,
+  character_coverage: float = 0.9995,
+) -> SentencePieceTokenizer:
+  """Loads the cached tokenizer of `name` and these options, or trains it on `texts` and caches it.
+
+  `texts` is consumed only when training, and at most `max_sentences` of it: pass a lazy
+  iterable so a cache hit reads nothing. `name` should identify the corpus (dataset, version,
+  split, field).
+  """
+  options = training_options(
+    vocab_size, max_sentences=max_sentences, character_coverage=character_coverage
+  )
+  path = tokenizer_path(cache_dir, name, options)
+  if path.exists():
+    logging.info("Loading cached tokenizer %s", path)
+    return SentencePieceTokenizer.load(path)
+
+  logging.info("Training a %d-piece BPE tokenizer for %s", vocab_size, name)
+  start = time.perf_counter()
+  sentences = (t for t in itertools.islice(texts, max_sentences) if t)
+  trainer_options = {k: v for k, v in options.items() if k != "recipe_version"}
+  model = io.BytesIO()
+  spm.set_random_generator_seed(0)
+  try:
+    spm.SentencePieceTrainer.train(
+      sentence_iterator=sentences, model_writer=model, minloglevel=2, **trainer_options
+    )
+  except RuntimeError as e:
+    raise ValueError(
+      f"SentencePiece could not train a {vocab_size}-piece tokenizer on {name}: {e}. A corpus "
+      "this small may need a smaller vocab_size."
+    ) from e
+  _write_atomically(path, model.getvalue())
+  logging.info("Trained tokenizer %s in %.1fs", path, time.perf_counter() - start)
+  return SentencePieceTokenizer(model.getvalue(), model_path=path)
+
+
+def _write_atomically(path: pathlib.Path, data: bytes) -> None:
+  """Writes to a temporary file beside `path`, then renames: readers never see half a file."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
+    f.write(data)
+  os.chmod(f.name, 0o644)  # NamedTemporaryFile makes it private; a cache may be shared.
+  os.replace(f.name, path)
