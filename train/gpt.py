@@ -4,7 +4,7 @@ python -m train.gpt --config=configs/gpt_tiny.py --workdir=workdir/gpt_tiny
 python -m train.gpt --config=configs/gpt_tiny.py --workdir=/tmp/w --config.train.num_steps=50
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tfjax.training.trainer import train_and_evaluate
@@ -17,6 +17,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # keep the terminal to the progress bar and report
+    logging.set_verbosity(logging.WARNING)
   train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
 
 

@@ -21,7 +21,13 @@ def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
     max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True
   )
   return ocp.CheckpointManager(
-    os.path.join(os.path.abspath(workdir), "checkpoints"), options=options
+    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    options=options,
+    # Named handlers let a fresh manager read the metadata of existing checkpoints.
+    item_handlers={
+      "state": ocp.StandardCheckpointHandler(),
+      "data": grain.checkpoint.CheckpointHandler(),
+    },
   )
 
 

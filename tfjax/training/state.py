@@ -19,8 +19,8 @@ class TrainState(flax.struct.PyTreeNode):
   @classmethod
   def create(cls, params: Any, optimizer: optax.GradientTransformation, rng: jax.Array):
     return cls(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        opt_state=optimizer.init(params),
-        rng=rng,
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=optimizer.init(params),
+      rng=rng,
     )

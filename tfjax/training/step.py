@@ -18,7 +18,7 @@ LossFn = Callable[[Any, dict, jax.Array | None, bool], tuple[jax.Array, dict]]
 
 
 def cross_entropy_loss(
-    logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None
+  logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
   """Mean token cross-entropy in float32 and the number of tokens it averages over.
 
@@ -33,12 +33,12 @@ def cross_entropy_loss(
 
 
 def train_step(
-    state: TrainState,
-    batch: dict,
-    *,
-    loss_fn: LossFn,
-    optimizer: optax.GradientTransformation,
-    schedule: optax.Schedule,
+  state: TrainState,
+  batch: dict,
+  *,
+  loss_fn: LossFn,
+  optimizer: optax.GradientTransformation,
+  schedule: optax.Schedule,
 ) -> tuple[TrainState, dict]:
   """loss -> grad -> clipped AdamW update. Dropout rng = fold_in(rng, step): resumable."""
   dropout_rng = jax.random.fold_in(state.rng, state.step)
@@ -47,10 +47,10 @@ def train_step(
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {
-      "loss": loss,
-      "grad_norm": optax.global_norm(grads),
-      "learning_rate": schedule(state.step),
-      **aux,
+    "loss": loss,
+    "grad_norm": optax.global_norm(grads),
+    "learning_rate": schedule(state.step),
+    **aux,
   }
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, metrics

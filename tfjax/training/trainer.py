@@ -90,7 +90,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
   if manager.latest_step() is not None:
     state = checkpoint.restore(manager, jax.eval_shape(init_state), train_iter)
-    logging.info("Resumed from step %d in %s", int(state.step), workdir)
+    logging.warning("Resumed from step %d in %s", int(state.step), workdir)
   else:
     state = jax.jit(init_state)()
   start_step = int(state.step)

@@ -1,0 +1,67 @@
+r"""Generates text from the latest checkpoint of a training workdir.
+
+python -m train.sample --workdir=workdir/gpt_tiny --prompt="The river" --prompt="In 1066,"
+python -m train.sample --workdir=workdir/gpt_tiny --prompt="Paris is" --temperature=0
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags, logging
+
+from tfjax import decoding
+from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.training import checkpoint
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A train/gpt.py workdir.")
+_PROMPTS = flags.DEFINE_multi_string("prompt", ["The"], "Prompt(s) to continue.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens to generate per prompt.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "0 means greedy.")
+_TOP_K = flags.DEFINE_integer("top_k", 40, "Keep the k most likely tokens (0: all).")
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (1.0: off).")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  workdir = _WORKDIR.value
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise app.UsageError(f"{config_path} not found; is {workdir} a train/gpt.py workdir?")
+  with open(config_path) as f:
+    model_config = GPTConfig.from_config(json.load(f)["model"])
+  tokenizer = SentencePieceTokenizer.load(os.path.join(workdir, "tokenizer.model"))
+
+  tokens = jax.ShapeDtypeStruct((1, model_config.max_len), jnp.int32)
+  abstract = jax.eval_shape(GPT(model_config).init, jax.random.PRNGKey(0), tokens)["params"]
+  params = checkpoint.restore_params(workdir, abstract)
+
+  prompts = [tokenizer.encode(p) for p in _PROMPTS.value]
+  result = decoding.generate(
+    model_config,
+    params,
+    prompts,
+    max_new_tokens=_MAX_NEW.value,
+    rng=jax.random.PRNGKey(_SEED.value),
+    temperature=_TEMPERATURE.value,
+    top_k=_TOP_K.value,
+    top_p=_TOP_P.value,
+    eos_id=tokenizer.eos_id,
+    pad_id=tokenizer.pad_id,
+  )
+  for prompt, new in zip(
+    prompts, decoding.generated_tokens(result, [len(p) for p in prompts]), strict=True
+  ):
+    print(tokenizer.decode(prompt + new))
+    print()
+
+
+if __name__ == "__main__":
+  app.run(main)
