@@ -5,7 +5,6 @@ d = per-head size. Masks are boolean, True where a query may attend to a key, an
 [b, h, q, k].
 """
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -66,7 +66,10 @@ def restore_params(workdir: str, abstract_params: Any, step: int | None = None) 
   """Restores only the parameters of a training checkpoint (for sampling or evaluation)."""
   manager = ocp.CheckpointManager(
     os.path.join(os.path.abspath(workdir), "checkpoints"),
-    item_handlers={"state": ocp.PyTreeCheckpointHandler()},
+    item_handlers={
+      "state": ocp.PyTreeCheckpointHandler(),
+      "data": grain.checkpoint.CheckpointHandler(),
+    },
   )
   step = manager.latest_step() if step is None else step
   if step is None:
