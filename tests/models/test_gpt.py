@@ -1,0 +1,288 @@
+"""Tests for tfjax.models.gpt: published sizes, causality, init, tied head, errors, training."""
+
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import gpt_tiny
+from tests.nn import numpy_reference as ref
+from tfjax.models.gpt import GPT, GPTConfig, count_params
+
+TINY = GPTConfig(
+  vocab_size=11,
+  max_len=6,
+  num_layers=2,
+  num_heads=2,
+  d_model=8,
+  d_ff=16,
+  dropout_rate=0.0,
+  attention_dropout_rate=0.0,
+)
+
+
+def _tokens(shape, vocab=TINY.vocab_size, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).integers(0, vocab, size=shape), jnp.int32)
+
+
+def _params(config, seed=0):
+  """Random parameters of the TINY shapes drawn with numpy (see `ref.random_params`)."""
+  return ref.random_params(GPT(config), _tokens((2, config.max_len)), seed=seed)
+
+
+# --- published parameter counts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "vocab_size, max_len, num_layers, d_model, num_heads, pre_norm, expected",
+  [
+    (40_478, 512, 12, 768, 12, False, 116_534_784),  # GPT-1 (HF OpenAIGPTLMHeadModel)
+    (50_257, 1024, 12, 768, 12, True, 124_439_808),  # GPT-2 small (HF GPT2LMHeadModel)
+    (50_257, 1024, 24, 1024, 16, True, 354_823_168),  # medium
+    (50_257, 1024, 36, 1280, 20, True, 774_030_080),  # large
+    (50_257, 1024, 48, 1600, 25, True, 1_557_611_200),  # XL
+  ],
+  ids=["gpt1", "gpt2_small", "gpt2_medium", "gpt2_large", "gpt2_xl"],
+)
+def test_count_params_matches_published_sizes(
+  vocab_size, max_len, num_layers, d_model, num_heads, pre_norm, expected
+):
+  config = GPTConfig(
+    vocab_size=vocab_size,
+    max_len=max_len,
+    num_layers=num_layers,
+    num_heads=num_heads,
+    d_model=d_model,
+    d_ff=4 * d_model,
+    pre_norm=pre_norm,
+  )
+  assert count_params(config) == expected
+
+
+# --- the forward pass -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["gpt1_post_ln", "gpt2_pre_ln"])
+def test_forward_matches_naive_numpy(pre_norm):
+  config = TINY.replace(pre_norm=pre_norm)
+  tokens = _tokens((2, 6))
+  params = _params(config)
+  logits = GPT(config).apply(params, tokens)
+  chex.assert_shape(logits, (2, 6, config.vocab_size))
+  assert logits.dtype == jnp.float32
+
+  p = ref.as_np(params["params"])
+  table = p["token_embed"]["embedding"]
+  x = table[np.asarray(tokens)] + p["position_embed"]["embedding"][None, :6]
+  for i in range(config.num_layers):
+    x = ref.transformer_layer(
+      p[f"layer_{i}"],
+      x,
+      ref.causal(6),
+      num_heads=config.num_heads,
+      activation="gelu_tanh",
+      pre_norm=pre_norm,
+      eps=config.layer_norm_epsilon,
+    )
+  if pre_norm:
+    x = ref.layer_norm(x, p["final_norm"], config.layer_norm_epsilon)
+  assert ("final_norm" in p) == pre_norm  # GPT-1 (post-LN) has no final LayerNorm
+  chex.assert_trees_all_close(logits, x @ table.T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post_ln", "pre_ln"])
+def test_causal_logits_ignore_later_tokens(pre_norm):
+  config = TINY.replace(pre_norm=pre_norm)
+  tokens = _tokens((2, 6))
+  params = _params(config)
+  apply = GPT(config).apply
+  logits = apply(params, tokens)
+  for t in range(5):
+    changed = tokens.at[:, t + 1 :].set((tokens[:, t + 1 :] + 1) % config.vocab_size)
+    other = apply(params, changed)
+    chex.assert_trees_all_close(other[:, : t + 1], logits[:, : t + 1], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(other[:, t + 1 :], logits[:, t + 1 :])
+
+
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post_ln", "pre_ln"])
+def test_causal_gradient_wrt_later_position_embeddings_is_exactly_zero(pre_norm):
+  # Position p reads row p of the position table, so d logits[t] / d row[s] is the gradient
+  # of the output at t w.r.t. the input embedding at s.
+  config = TINY.replace(pre_norm=pre_norm)
+  tokens = _tokens((2, 6))
+  params = _params(config)
+
+  def logits_of_table(table):
+    p = jax.tree.map(lambda a: a, params)  # new nested dicts, same arrays
+    p["params"]["position_embed"] = {"embedding": table}
+    return GPT(config).apply(p, tokens)  # [b, t, vocab]
+
+  table = params["params"]["position_embed"]["embedding"]
+  jac = np.asarray(jax.jit(jax.jacrev(logits_of_table))(table))  # [b, t, vocab, s, d]
+  chex.assert_shape(jac, (2, 6, config.vocab_size, 6, config.d_model))
+  for t in range(6):
+    np.testing.assert_array_equal(jac[:, t, :, t + 1 :], 0.0)  # exactly: nothing leaks back
+    assert np.abs(jac[:, t, :, : t + 1]).sum(axis=(1, 3)).min() > 0.0  # every past row matters
+
+
+# --- initialisation ---------------------------------------------------------------------------
+
+
+def test_init_std_is_002_with_residual_projections_scaled_by_depth():
+  config = GPTConfig(
+    vocab_size=512,
+    max_len=256,
+    num_layers=4,
+    num_heads=4,
+    d_model=256,
+    d_ff=1024,
+  )
+  tokens = jnp.zeros((1, 8), jnp.int32)
+  params = jax.jit(GPT(config).init)(jax.random.key(0), tokens)["params"]
+  residual_std = 0.02 / math.sqrt(2 * config.num_layers)  # GPT-2 §2.3
+
+  def check_std(array, std):
+    array = np.asarray(array, np.float64)
+    assert abs(array.mean()) < 0.05 * std
+    assert abs(array.std() - std) < 0.03 * std  # >= 65k draws: relative error ~0.3%
+
+  check_std(params["token_embed"]["embedding"], 0.02)
+  check_std(params["position_embed"]["embedding"], 0.02)
+  for i in range(config.num_layers):
+    layer = params[f"layer_{i}"]
+    check_std(layer["self_attention"]["qkv"]["kernel"], 0.02)
+    check_std(layer["mlp"]["hidden"]["kernel"], 0.02)
+    check_std(layer["self_attention"]["out"]["kernel"], residual_std)
+    check_std(layer["mlp"]["output"]["kernel"], residual_std)
+    np.testing.assert_array_equal(layer["self_attention"]["out"]["bias"], 0.0)
+    np.testing.assert_array_equal(layer["self_attention_norm"]["scale"], 1.0)
+
+
+# --- the output head --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post_ln", "pre_ln"])
+def test_tied_logits_are_final_hidden_times_transposed_token_embedding(pre_norm):
+  config = TINY.replace(pre_norm=pre_norm)
+  tokens = _tokens((2, 6))
+  params = _params(config)
+  assert "lm_head" not in params["params"]
+  last = "final_norm" if pre_norm else f"layer_{config.num_layers - 1}"
+  logits, state = GPT(config).apply(
+    params,
+    tokens,
+    capture_intermediates=lambda module, method: module.name == last and method == "__call__",
+    mutable=["intermediates"],
+  )
+  (hidden,) = state["intermediates"][last]["__call__"]
+  table = np.asarray(params["params"]["token_embed"]["embedding"], np.float64)
+  chex.assert_trees_all_close(
+    logits, np.asarray(hidden, np.float64) @ table.T, rtol=1e-5, atol=1e-5
+  )
+
+
+def test_untied_model_has_its_own_lm_head():
+  config = TINY.replace(tie_embeddings=False)
+  tokens = _tokens((2, 6))
+  params = _params(config)
+  assert jax.tree.map(jnp.shape, params["params"]["lm_head"]) == {
+    "kernel": (config.d_model, config.vocab_size)
+  }
+  logits, state = GPT(config).apply(
+    params,
+    tokens,
+    capture_intermediates=lambda module, method: module.name == "final_norm",
+    mutable=["intermediates"],
+  )
+  (hidden,) = state["intermediates"]["final_norm"]["__call__"]
+  kernel = np.asarray(params["params"]["lm_head"]["kernel"], np.float64)
+  chex.assert_trees_all_close(logits, np.asarray(hidden, np.float64) @ kernel, rtol=1e-5, atol=1e-5)
+
+
+# --- configuration errors ---------------------------------------------------------------------
+
+
+def test_sequence_longer_than_max_len_is_a_clear_error():
+  params = _params(TINY)
+  with pytest.raises(ValueError, match=r"sequence length 7 is longer .*max_len=6"):
+    GPT(TINY).apply(params, _tokens((1, 7)))
+
+
+def test_d_model_not_divisible_by_heads_is_a_clear_error():
+  with pytest.raises(ValueError, match="d_model=10 is not divisible by num_heads=4"):
+    TINY.replace(d_model=10, num_heads=4)
+
+
+def test_unknown_config_key_is_a_clear_error():
+  fields = dict(vocab_size=11, max_len=6, num_layers=2, num_heads=2, d_model=8, d_ff=16)
+  assert GPTConfig.from_config(fields) == GPTConfig(**fields)
+  with pytest.raises(ValueError, match=r"unknown model config keys \['num_layer'\]"):
+    GPTConfig.from_config({**fields, "num_layer": 3})
+
+
+def test_from_config_accepts_the_tiny_recipe():
+  config = GPTConfig.from_config(gpt_tiny.get_config().model)
+  assert (config.num_layers, config.d_model, config.pre_norm) == (4, 256, True)
+
+
+# --- dropout and training ---------------------------------------------------------------------
+
+
+def test_dropout_is_active_only_when_not_deterministic():
+  config = TINY.replace(dropout_rate=0.1, attention_dropout_rate=0.1)
+  tokens = _tokens((2, 6))
+  params = _params(config)
+
+  def run(seed, deterministic):
+    return GPT(config).apply(
+      params, tokens, deterministic=deterministic, rngs={"dropout": jax.random.key(seed)}
+    )
+
+  default = GPT(config).apply(params, tokens)  # deterministic by default
+  chex.assert_trees_all_equal(run(1, True), run(2, True), default)
+  train = jax.jit(functools.partial(run, deterministic=False))  # one compile for every seed
+  dropped = [train(seed) for seed in (1, 1, 2)]
+  chex.assert_trees_all_equal(dropped[0], dropped[1])  # reproducible from the rng
+  assert not np.allclose(dropped[0], dropped[2])  # another rng, another mask
+  assert not np.allclose(dropped[0], default)
+
+
+def test_tiny_model_overfits_one_batch():
+  config = GPTConfig(
+    vocab_size=16,
+    max_len=16,
+    num_layers=2,
+    num_heads=2,
+    d_model=32,
+    d_ff=64,
+    dropout_rate=0.0,
+    attention_dropout_rate=0.0,
+  )
+  tokens = _tokens((4, 16), vocab=16)
+  model = GPT(config)
+  params = ref.random_params(model, tokens[:, :-1], std=0.03)
+  optimizer = optax.adam(1e-2)
+
+  def loss_fn(params):
+    logits = model.apply(params, tokens[:, :-1])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+
+  @jax.jit
+  def train(params):
+    def step(carry, _):
+      params, opt_state = carry
+      loss, grads = jax.value_and_grad(loss_fn)(params)
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), length=100)
+    return params, losses
+
+  params, losses = train(params)
+  assert losses[0] > 2.0  # ~ log(16) = 2.77 at init
+  assert loss_fn(params) < 0.1, f"loss after 100 steps: {loss_fn(params):.3f}"
