@@ -55,14 +55,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_cfg = config.train
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
-  if is_main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   # ----------------------------------------------------------------------------------- data
   data = lm_data.prepare_lm_data(config.data, vocab_size=model_config.vocab_size)
-  if is_main:
-    shutil.copyfile(data.tokenizer.model_path, os.path.join(workdir, "tokenizer.model"))
   train_tokens = data.tokens(config.data.train_split)
   eval_tokens = data.tokens(config.data.eval_split)
   seq_len = config.data.seq_len
@@ -94,6 +89,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   else:
     state = jax.jit(init_state)()
   start_step = int(state.step)
+  if is_main:  # only now that a checkpoint fits: a failed resume leaves the workdir as it was
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+    shutil.copyfile(data.tokenizer.model_path, os.path.join(workdir, "tokenizer.model"))
 
   loss_fn = lm_loss_fn(model)
   jit_train_step = jax.jit(

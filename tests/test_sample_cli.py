@@ -1,0 +1,72 @@
+"""`python -m train.sample` on a tiny trained workdir: greedy output and clear errors."""
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.training import checkpoint
+
+PROMPTS = ("The city of", "In 1066, the")
+MAX_NEW = 8
+
+
+def sample_command(workdir, *flags: str) -> list[str]:
+  return [sys.executable, "-m", "train.sample", f"--workdir={workdir}", *flags]
+
+
+def greedy_reference(workdir, prompt: str, max_new_tokens: int) -> str:
+  """Argmax continuation from full forward passes over the whole prefix (no cache)."""
+  with open(workdir / "config.json") as f:
+    config = GPTConfig.from_config(json.load(f)["model"])
+  tokenizer = SentencePieceTokenizer.load(workdir / "tokenizer.model")
+  model = GPT(config)
+  abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, config.max_len), int))
+  params = checkpoint.restore_params(str(workdir), abstract["params"])
+  forward = jax.jit(lambda tokens: model.apply({"params": params}, tokens))
+
+  tokens = tokenizer.encode(prompt)
+  ids = list(tokens)
+  for _ in range(max_new_tokens):
+    padded = np.zeros((1, config.max_len), np.int32)  # causal: what follows cannot matter
+    padded[0, : len(ids)] = ids
+    next_id = int(jnp.argmax(forward(padded)[0, len(ids) - 1]))
+    if next_id == tokenizer.eos_id:
+      break
+    ids.append(next_id)
+  return tokenizer.decode(ids)
+
+
+def test_greedy_sampling_prints_prompt_and_continuation_deterministically(trained_run, run_cli):
+  flags = [f"--prompt={p}" for p in PROMPTS] + ["--temperature=0", f"--max_new_tokens={MAX_NEW}"]
+  runs = [run_cli(sample_command(trained_run.workdir, *flags)) for _ in range(2)]
+  for done in runs:
+    assert done.returncode == 0, done.stderr[-3000:]
+  assert runs[0].stdout == runs[1].stdout
+
+  expected = [greedy_reference(trained_run.workdir, p, MAX_NEW) for p in PROMPTS]
+  assert runs[0].stdout == "".join(f"{text}\n\n" for text in expected)
+  for prompt, text in zip(PROMPTS, expected, strict=True):
+    assert text.startswith(prompt) and len(text) > len(prompt)
+
+
+@pytest.mark.parametrize(
+  "flags",
+  [["--prompt=The city of", "--max_new_tokens=40"], ["--prompt=" + "one two three " * 12]],
+  ids=["too_many_new_tokens", "long_prompt"],
+)
+def test_more_positions_than_max_len_is_a_clear_error(trained_run, run_cli, flags):
+  done = run_cli(sample_command(trained_run.workdir, "--temperature=0", *flags))
+  assert done.returncode != 0
+  assert "more than the model's max_len=32" in done.stderr
+
+
+def test_a_workdir_without_config_json_is_a_clear_error(tmp_path, run_cli):
+  done = run_cli(sample_command(tmp_path, "--prompt=The"))
+  assert done.returncode != 0
+  assert f"{tmp_path}/config.json not found; is {tmp_path} a train/gpt.py workdir?" in done.stderr

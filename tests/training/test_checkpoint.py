@@ -1,0 +1,147 @@
+"""Orbax checkpoints of the train state and the grain iterator round-trip exactly."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from tfjax.data import lm as lm_data
+from tfjax.training import checkpoint, optimizer
+from tfjax.training.state import TrainState
+
+SEQ_LEN, BATCH = 4, 2
+
+
+def tiny_params() -> dict:
+  keys = jax.random.split(jax.random.key(0), 3)
+  return {
+    "embed": {"embedding": jax.random.normal(keys[0], (10, 3))},
+    "dense": {"kernel": jax.random.normal(keys[1], (3, 4)), "bias": jnp.arange(4.0)},
+    "norm": {"scale": jax.random.normal(keys[2], (4,))},
+  }
+
+
+def make_optimizer() -> optax.GradientTransformation:
+  train = dict(learning_rate=0.1, warmup_steps=1, num_steps=10, weight_decay=0.1, grad_clip_norm=1)
+  return optimizer.make_optimizer(ml_collections.ConfigDict(train))[0]
+
+
+def trained_state(num_updates: int = 3) -> TrainState:
+  """A state with non-trivial optimizer moments: a few updates on a quadratic loss."""
+  tx = make_optimizer()
+  state = TrainState.create(tiny_params(), tx, jax.random.PRNGKey(7))
+  for _ in range(num_updates):
+    grads = jax.grad(lambda p: sum(jnp.sum(x**2) for x in jax.tree.leaves(p)))(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+  return state
+
+
+def abstract_state() -> TrainState:
+  return jax.eval_shape(
+    lambda: TrainState.create(tiny_params(), make_optimizer(), jax.random.PRNGKey(0))
+  )
+
+
+def data_iterator():
+  return lm_data.train_iterator(np.arange(41, dtype=np.int32), SEQ_LEN, BATCH, seed=3)
+
+
+def save(workdir, state, iterator=None, step=None) -> None:
+  manager = checkpoint.checkpoint_manager(str(workdir), max_to_keep=3)
+  checkpoint.save(manager, int(state.step) if step is None else step, state, iterator)
+  manager.wait_until_finished()
+  manager.close()
+
+
+def test_state_round_trip_keeps_optax_named_tuples_and_arrays(tmp_path):
+  state = trained_state()
+  save(tmp_path, state)
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  restored = checkpoint.restore(manager, abstract_state())
+  assert jax.tree.structure(restored) == jax.tree.structure(state)
+  adam = [s for s in jax.tree.leaves(restored.opt_state, is_leaf=_is_adam) if _is_adam(s)]
+  assert len(adam) == 1 and int(adam[0].count) == 3
+  chex.assert_trees_all_equal(restored, state)
+  assert int(restored.step) == 3
+
+
+def _is_adam(x) -> bool:
+  return isinstance(x, optax.ScaleByAdamState)
+
+
+def test_restored_iterator_gives_the_same_next_batches(tmp_path):
+  state = trained_state(num_updates=1)
+  iterator = data_iterator()
+  for _ in range(3):
+    next(iterator)
+  save(tmp_path, state, iterator)
+  # 10 windows make 5 batches an epoch: the next 4 batches cross into the second epoch.
+  expected = [next(iterator) for _ in range(4)]
+
+  fresh = data_iterator()
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  checkpoint.restore(manager, abstract_state(), fresh)
+  chex.assert_trees_all_equal([next(fresh) for _ in range(4)], expected)
+
+
+def test_restore_takes_the_latest_step_or_the_one_asked_for(tmp_path):
+  states = {s: trained_state(s) for s in (1, 2)}
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  for step, state in states.items():
+    checkpoint.save(manager, step, state)
+  manager.wait_until_finished()
+  chex.assert_trees_all_equal(checkpoint.restore(manager, abstract_state()), states[2])
+  chex.assert_trees_all_equal(checkpoint.restore(manager, abstract_state(), step=1), states[1])
+
+
+def test_restore_params_returns_the_params(tmp_path):
+  state = trained_state()
+  save(tmp_path, state, data_iterator())
+  abstract = jax.eval_shape(tiny_params)
+  chex.assert_trees_all_equal(checkpoint.restore_params(str(tmp_path), abstract), state.params)
+
+
+@pytest.mark.parametrize(
+  "change, message",
+  [
+    (
+      lambda p: {**p, "head": {"kernel": jnp.zeros((4, 2))}},
+      "parameter head/kernel of the model is missing from checkpoint step 3",
+    ),
+    (
+      lambda p: {k: v for k, v in p.items() if k != "norm"},
+      "parameter norm/scale of checkpoint step 3 .* is not in the model",
+    ),
+    (
+      lambda p: {**p, "dense": {**p["dense"], "kernel": jnp.zeros((3, 5))}},
+      r"parameter dense/kernel has shape \(3, 4\) in checkpoint step 3 .* but \(3, 5\) in the",
+    ),
+  ],
+  ids=["missing", "extra", "reshaped"],
+)
+def test_params_that_do_not_fit_are_named(tmp_path, change, message):
+  save(tmp_path, trained_state())
+  abstract = jax.eval_shape(lambda: change(tiny_params()))
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  with pytest.raises(ValueError, match=message):
+    checkpoint.check_params_fit(manager, 3, abstract)
+  with pytest.raises(ValueError, match=message):
+    checkpoint.restore_params(str(tmp_path), abstract)
+
+
+def test_restoring_from_an_empty_workdir_raises_file_not_found(tmp_path):
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+    checkpoint.restore(manager, abstract_state())
+  with pytest.raises(FileNotFoundError, match="train first"):
+    checkpoint.restore_params(str(tmp_path / "never_trained"), jax.eval_shape(tiny_params))
+
+
+def test_max_to_keep_below_one_is_rejected(tmp_path):
+  with pytest.raises(ValueError, match="train.max_to_keep=0 must be >= 1"):
+    checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=0)
