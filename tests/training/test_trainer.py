@@ -216,11 +216,6 @@ def test_an_unknown_text_field_lists_the_dataset_features(tmp_path, tiny_config)
     trainer.train_and_evaluate(tiny_config, str(tmp_path / "w"))
 
 
-@pytest.mark.xfail(
-  strict=True,
-  reason="tfjax/data/lm.py: TFDS raises 'Paths sequence can not be of 0 length' for an empty "
-  "split slice before prepare_lm_data's own 'has no text' check runs",
-)
 def test_an_empty_train_split_is_a_clear_error(tmp_path, tiny_config):
   tiny_config.data.train_split = "train[:0]"
   with pytest.raises(ValueError, match=r"split 'train\[:0\]' of dataset .* has no text"):

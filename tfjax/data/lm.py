@@ -71,7 +71,13 @@ def prepare_lm_data(data_config: Any, vocab_size: int) -> LMData:
   dataset_id = builder.info.full_name  # name[/config]/version
 
   def texts(split: str) -> Iterator[str]:
-    return _iter_texts(builder.as_data_source(split=split), text_field)
+    try:
+      source = builder.as_data_source(split=split)
+    except ValueError as e:  # TFDS cannot open an empty slice such as "train[:0]"
+      if "0 length" not in str(e):
+        raise
+      return iter(())
+    return _iter_texts(source, text_field)
 
   def check_has_text(split: str) -> None:
     if not any(texts(split)):
