@@ -25,7 +25,7 @@ from ml_collections import config_flags
 
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import metrics, optimizer
-from tfjax.training.lm import lm_loss_fn
+from tfjax.training.lm import gpt_flops_per_token, lm_loss_fn
 from tfjax.training.state import TrainState
 from tfjax.training.step import train_step
 
@@ -86,12 +86,7 @@ def main(argv: list[str]) -> None:
   step_s = statistics.median(times)
 
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  flops_per_token = metrics.transformer_flops_per_token(
-    num_params - model_config.max_len * model_config.d_model,
-    model_config.num_layers,
-    seq_len,
-    model_config.d_model,
-  )
+  flops_per_token = gpt_flops_per_token(model_config, state.params, seq_len)
   peak = metrics.measure_matmul_peak_flops(n=2048, dtype=jnp.float32)
   tokens_per_s = batch_size * seq_len / step_s
   print(f"device={jax.devices()[0].device_kind} params={num_params:,} batch={batch_size}x{seq_len}")

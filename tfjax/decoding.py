@@ -9,7 +9,7 @@ batch size, prompt length, `max_new_tokens` and sampling mode, so repeated calls
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import flax.struct
 import jax
@@ -342,3 +342,43 @@ def _generate(
   return GenerationResult(
     tokens=tokens, lengths=lengths, prompt_lengths=prompt_lengths, finished=done
   )
+
+
+class TextTokenizer(Protocol):
+  """What `complete_texts` needs of a tokenizer (sentencepiece's and GPT-2's wrappers fit)."""
+
+  eos_id: int
+
+  def encode(self, text: str) -> list[int]: ...
+
+  def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def complete_texts(
+  model_config: GPTConfig,
+  params: Any,
+  tokenizer: TextTokenizer,
+  prompts: Sequence[str],
+  *,
+  max_new_tokens: int,
+  seed: int = 0,
+  temperature: float = 1.0,
+  top_k: int = 0,
+  top_p: float = 1.0,
+) -> list[str]:
+  """Text in, text out: each prompt followed by its sampled continuation (up to EOS)."""
+  prompt_ids = [tokenizer.encode(p) for p in prompts]
+  result = generate(
+    model_config,
+    params,
+    prompt_ids,
+    max_new_tokens=max_new_tokens,
+    rng=jax.random.key(seed),
+    temperature=temperature,
+    top_k=top_k,
+    top_p=top_p,
+    eos_id=tokenizer.eos_id,
+    pad_id=getattr(tokenizer, "pad_id", 0),
+  )
+  new_ids = generated_tokens(result)
+  return [tokenizer.decode(p + n) for p, n in zip(prompt_ids, new_ids, strict=True)]

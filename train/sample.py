@@ -43,24 +43,19 @@ def main(argv: list[str]) -> None:
   abstract = jax.eval_shape(GPT(model_config).init, jax.random.PRNGKey(0), tokens)["params"]
   params = checkpoint.restore_params(workdir, abstract)
 
-  prompts = [tokenizer.encode(p) for p in _PROMPTS.value]
-  result = decoding.generate(
+  texts = decoding.complete_texts(
     model_config,
     params,
-    prompts,
+    tokenizer,
+    _PROMPTS.value,
     max_new_tokens=_MAX_NEW.value,
-    rng=jax.random.PRNGKey(_SEED.value),
+    seed=_SEED.value,
     temperature=_TEMPERATURE.value,
     top_k=_TOP_K.value,
     top_p=_TOP_P.value,
-    eos_id=tokenizer.eos_id,
-    pad_id=tokenizer.pad_id,
   )
-  for prompt, new in zip(
-    prompts, decoding.generated_tokens(result, [len(p) for p in prompts]), strict=True
-  ):
-    print(tokenizer.decode(prompt + new))
-    print()
+  for text in texts:
+    print(text, end="\n\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from typing import Any
 
 import jax
 
-from tfjax.models.gpt import GPT
+from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, cross_entropy_loss
 
 
@@ -22,3 +23,11 @@ def lm_loss_fn(model: GPT) -> LossFn:
     return loss, {"num_tokens": num_tokens}
 
   return loss_fn
+
+
+def gpt_flops_per_token(config: GPTConfig, params: Any, seq_len: int) -> float:
+  """Training FLOPs per token of a GPT; N excludes the position table (a lookup, no matmul)."""
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  return transformer_flops_per_token(
+    num_params - config.max_len * config.d_model, config.num_layers, seq_len, config.d_model
+  )

@@ -11,7 +11,6 @@ import math
 import os
 import shutil
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +22,7 @@ from tfjax import decoding
 from tfjax.data import lm as lm_data
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint, metrics, optimizer, plots
-from tfjax.training.lm import lm_loss_fn
+from tfjax.training.lm import gpt_flops_per_token, lm_loss_fn
 from tfjax.training.state import TrainState
 from tfjax.training.step import eval_step, train_step
 
@@ -108,13 +107,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     loss = sum(float(m["loss"]) * float(m["num_tokens"]) for m in totals) / num_tokens
     return {"loss": loss, "perplexity": math.exp(loss)}
 
-  num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  flops_per_token = metrics.transformer_flops_per_token(
-    num_params - model_config.max_len * model_config.d_model,
-    model_config.num_layers,
-    seq_len,
-    model_config.d_model,
-  )
+  flops_per_token = gpt_flops_per_token(model_config, state.params, seq_len)
   peak_flops = metrics.measure_matmul_peak_flops()
   tokens_per_step = train_cfg.batch_size * seq_len
 
@@ -163,7 +156,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_tokens, eval_targets, model_config.vocab_size
   )
   final["step"] = int(state.step)
-  samples = sample_texts(model_config, state.params, data.tokenizer, config.sample)
+  sample_cfg = config.sample
+  samples = decoding.complete_texts(
+    model_config,
+    state.params,
+    data.tokenizer,
+    sample_cfg.prompts,
+    max_new_tokens=sample_cfg.max_new_tokens,
+    seed=sample_cfg.seed,
+    temperature=sample_cfg.temperature,
+    top_k=sample_cfg.top_k,
+    top_p=sample_cfg.top_p,
+  )
   if is_main:
     plots.plot_loss_curves(metrics.read_metrics(workdir), os.path.join(workdir, "loss.png"))
     with open(os.path.join(workdir, "samples.txt"), "w") as f:
@@ -181,24 +185,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     print("\n".join(report))  # the run's report to the user
   writer.close()
   return final
-
-
-def sample_texts(
-  model_config: GPTConfig, params: Any, tokenizer: Any, sample_config: ml_collections.ConfigDict
-) -> list[str]:
-  """Continues each configured prompt; returns prompt + continuation as text."""
-  prompts = [tokenizer.encode(p) for p in sample_config.prompts]
-  result = decoding.generate(
-    model_config,
-    params,
-    prompts,
-    max_new_tokens=sample_config.max_new_tokens,
-    rng=jax.random.PRNGKey(sample_config.seed),
-    temperature=sample_config.temperature,
-    top_k=sample_config.top_k,
-    top_p=sample_config.top_p,
-    eos_id=tokenizer.eos_id,
-    pad_id=tokenizer.pad_id,
-  )
-  continuations = decoding.generated_tokens(result, [len(p) for p in prompts])
-  return [tokenizer.decode(p + c) for p, c in zip(prompts, continuations, strict=True)]
