@@ -193,9 +193,12 @@ def generate(
   total_len = prompt_len + max_new_tokens
   max_len = model_config.max_len
   if total_len > max_len:
-    fixes = f"shorten the longest prompt to at most {max(max_len - max_new_tokens, 0)} tokens"
+    fixes = []
+    if max_new_tokens < max_len:
+      fixes.append(f"shorten the longest prompt to at most {max_len - max_new_tokens} tokens")
     if prompt_len < max_len:
-      fixes += f" or ask for at most {max_len - prompt_len} new tokens"
+      fixes.append(f"ask for at most {max_len - prompt_len} new tokens")
+    fixes = " or ".join(fixes) or "use a model with a longer context"
     raise ValueError(
       f"the longest prompt ({prompt_len} tokens) plus max_new_tokens={max_new_tokens} needs "
       f"{total_len} positions, more than the model's max_len={max_len}; {fixes}"

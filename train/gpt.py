@@ -8,6 +8,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from tfjax.training.trainer import train_and_evaluate
+from train.cli import one_line_errors, parse_flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics, plots and samples go here.")
 config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)
@@ -19,8 +20,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:  # keep the terminal to the progress bar and report
     logging.set_verbosity(logging.WARNING)
-  train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  with one_line_errors():
+    train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -15,6 +15,7 @@ from tfjax import decoding
 from tfjax.data.tokenizer import SentencePieceTokenizer
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint
+from train.cli import one_line_errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A train/gpt.py workdir.")
 _PROMPTS = flags.DEFINE_multi_string("prompt", ["The"], "Prompt(s) to continue.")
@@ -35,25 +36,26 @@ def main(argv: list[str]) -> None:
   config_path = os.path.join(workdir, "config.json")
   if not os.path.exists(config_path):
     raise app.UsageError(f"{config_path} not found; is {workdir} a train/gpt.py workdir?")
-  with open(config_path) as f:
-    model_config = GPTConfig.from_config(json.load(f)["model"])
-  tokenizer = SentencePieceTokenizer.load(os.path.join(workdir, "tokenizer.model"))
+  with one_line_errors():
+    with open(config_path) as f:
+      model_config = GPTConfig.from_config(json.load(f)["model"])
+    tokenizer = SentencePieceTokenizer.load(os.path.join(workdir, "tokenizer.model"))
 
-  tokens = jax.ShapeDtypeStruct((1, model_config.max_len), jnp.int32)
-  abstract = jax.eval_shape(GPT(model_config).init, jax.random.PRNGKey(0), tokens)["params"]
-  params = checkpoint.restore_params(workdir, abstract)
+    tokens = jax.ShapeDtypeStruct((1, model_config.max_len), jnp.int32)
+    abstract = jax.eval_shape(GPT(model_config).init, jax.random.PRNGKey(0), tokens)["params"]
+    params = checkpoint.restore_params(workdir, abstract)
 
-  texts = decoding.complete_texts(
-    model_config,
-    params,
-    tokenizer,
-    _PROMPTS.value,
-    max_new_tokens=_MAX_NEW.value,
-    seed=_SEED.value,
-    temperature=_TEMPERATURE.value,
-    top_k=_TOP_K.value,
-    top_p=_TOP_P.value,
-  )
+    texts = decoding.complete_texts(
+      model_config,
+      params,
+      tokenizer,
+      _PROMPTS.value,
+      max_new_tokens=_MAX_NEW.value,
+      seed=_SEED.value,
+      temperature=_TEMPERATURE.value,
+      top_k=_TOP_K.value,
+      top_p=_TOP_P.value,
+    )
   for text in texts:
     print(text, end="\n\n")
 
