@@ -315,7 +315,14 @@ def _untie_if_needed(config: GPTConfig, tensors: dict[str, np.ndarray]) -> GPTCo
   if same and config.tie_embeddings:
     del tensors["lm_head.weight"]
     return config
-  return config if same else config.replace(tie_embeddings=False)
+  if same:
+    return config
+  if config.tie_embeddings:
+    logging.warning(
+      "config.json ties the output to wte, but lm_head.weight differs from wte.weight: "
+      "importing a separate (untied) output head, as transformers does"
+    )
+  return config.replace(tie_embeddings=False)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -286,3 +286,16 @@ def test_tiny_model_overfits_one_batch():
   params, losses = train(params)
   assert losses[0] > 2.0  # ~ log(16) = 2.77 at init
   assert loss_fn(params) < 0.1, f"loss after 100 steps: {loss_fn(params):.3f}"
+
+
+def test_decoding_without_a_cache_or_positions_is_an_error_not_a_silent_full_attention():
+  config = GPTConfig(vocab_size=11, max_len=8, num_layers=1, num_heads=2, d_model=8, d_ff=16)
+  tokens = jnp.zeros((1, 8), jnp.int32)
+  params = jax.jit(GPT(config).init)(jax.random.key(0), tokens)["params"]
+  decoder = GPT(config.replace(decode=True))
+  with pytest.raises(ValueError, match="needs the absolute `positions`"):
+    decoder.apply({"params": params}, tokens[:, :3], mutable=["cache"])
+  with pytest.raises(ValueError, match="needs the key/value cache"):
+    decoder.apply(
+      {"params": params}, tokens[:, :3], positions=jnp.arange(3)[None], mutable=["cache"]
+    )

@@ -208,6 +208,16 @@ def test_clipping_bounds_the_update():
   assert float(optax.tree.norm(unclipped)) > 10 * lr * clip / eps
 
 
+def test_optimizer_state_has_one_layout_with_or_without_clipping():
+  # A run resumed with clipping switched on or off must find the state it saved.
+  params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}
+  layouts = [
+    jax.tree.structure(optimizer.make_optimizer(_train_config(grad_clip_norm=c))[0].init(params))
+    for c in (0.0, None, 1.0)
+  ]
+  assert layouts[0] == layouts[1] == layouts[2]
+
+
 def test_multisteps_equals_one_step_on_the_mean_gradient():
   k, num_updates = 3, 2
   config = _train_config(learning_rate=1e-2, warmup_steps=1, num_steps=4, grad_clip_norm=1.0)

@@ -189,6 +189,43 @@ def test_resuming_with_a_config_that_does_not_fit_names_the_parameter(
   assert tree_digest(workdir) == before
 
 
+def test_resuming_with_another_num_heads_names_the_setting(tmp_path, trained_run, tiny_config):
+  # Every parameter shape is the same with 4 heads of 8 as with 2 heads of 16: only the saved
+  # config can tell that the checkpoint belongs to another model.
+  workdir = tmp_path / "copy"
+  shutil.copytree(trained_run.workdir, workdir)
+  before = tree_digest(workdir)
+  assert tiny_config.model.num_heads == 2
+  tiny_config.model.num_heads = 4
+  with pytest.raises(ValueError, match=r"model.num_heads: checkpoint 2, config 4"):
+    trainer.train_and_evaluate(tiny_config, str(workdir))
+  assert tree_digest(workdir) == before
+
+
+def test_checkpoints_between_log_steps_are_rejected(tmp_path, tiny_config):
+  tiny_config.train.update(log_every=4, checkpoint_every=6)
+  with pytest.raises(ValueError, match=r"checkpoint_every=6 must be a positive multiple of"):
+    trainer.train_and_evaluate(tiny_config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+  "field, value, message",
+  [
+    ("max_new_tokens", 32, r"sample.max_new_tokens=32 must be in \[1, model.max_len=32\)"),
+    ("top_p", 0.0, r"sample.top_p=0.0 \(in \(0, 1\]\)"),
+    ("prompts", ("",), r"sample.prompts must be non-empty strings"),
+  ],
+)
+def test_a_bad_sampling_config_is_rejected_before_training(
+  tmp_path, tiny_config, field, value, message
+):
+  tiny_config.sample[field] = value
+  with pytest.raises(ValueError, match=message):
+    trainer.train_and_evaluate(tiny_config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()
+
+
 def test_seq_len_longer_than_max_len_is_rejected_before_anything_is_written(tmp_path, tiny_config):
   tiny_config.data.seq_len = 64
   with pytest.raises(ValueError, match=r"data.seq_len=64 .*model.max_len=32"):

@@ -212,7 +212,7 @@ def eval_batches(
   if len(ds) == 0:
     raise ValueError(
       f"the token stream ({len(tokens)} tokens) holds fewer than batch_size={batch_size} windows "
-      f"of {seq_len + 1} tokens; use a smaller eval batch size or seq_len"
+      f"of {seq_len + 1} tokens; lower train.batch_size or data.seq_len"
     )
   return [ds[i] for i in range(min(len(ds), max_batches))]
 

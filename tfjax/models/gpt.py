@@ -92,6 +92,8 @@ class GPT(nn.Module):
         "shorten the input or raise model.max_len"
       )
     if positions is None:
+      if cfg.decode and not self.is_initializing():
+        raise ValueError("decode=True needs the absolute `positions` [batch, length] of the tokens")
       positions = jnp.broadcast_to(jnp.arange(length), (batch, length))
     dtype = jnp.dtype(cfg.dtype)
     init = nn.initializers.normal(stddev=cfg.init_std)
@@ -105,8 +107,8 @@ class GPT(nn.Module):
     )(positions)  # [b, t, d_model]
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
-    # In decode mode each attention layer builds its mask from the cache and `positions`.
-    mask = None if cfg.decode else causal_mask(length)
+    # When decoding, each attention layer builds its mask from the cache and `positions`.
+    mask = None if cfg.decode and not self.is_initializing() else causal_mask(length)
     for i in range(cfg.num_layers):
       x = TransformerLayer(
         num_heads=cfg.num_heads,

@@ -166,13 +166,19 @@ class MultiHeadAttention(nn.Module):
     self, key: Array, value: Array, mask: Array | None, positions: Array | None
   ) -> tuple[Array, Array, Array | None]:
     """Writes this call's keys/values at `positions`; returns the whole cache and its mask."""
-    initialized = self.has_variable("cache", "cached_key")
-    cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
-    cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
-    if not initialized:  # `init` with a [batch, max_len] input: the cache takes its shape.
+    if self.is_initializing():  # `init` on a [batch, max_len] input: the cache takes its shape.
+      self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+      self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
       return key, value, mask
+    if not self.has_variable("cache", "cached_key"):
+      raise ValueError(
+        "decode=True needs the key/value cache: apply with {'params': ..., 'cache': ...} and "
+        "mutable=['cache'] (tfjax.decoding.init_cache builds one)"
+      )
     if positions is None:
       raise ValueError("decoding with a cache needs the absolute `positions` of the tokens")
+    cached_key = self.variable("cache", "cached_key")
+    cached_value = self.variable("cache", "cached_value")
     rows = jnp.arange(key.shape[0])[:, None]
     cached_key.value = cached_key.value.at[rows, positions].set(key)
     cached_value.value = cached_value.value.at[rows, positions].set(value)

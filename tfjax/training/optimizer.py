@@ -174,7 +174,9 @@ def make_optimizer(
   adamw = optax.adamw(
     learning_rate=schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask
   )
-  tx = optax.chain(optax.clip_by_global_norm(float(clip)), adamw) if clip else adamw
+  # The same state layout with or without clipping, so toggling it does not break a resume.
+  clipping = optax.clip_by_global_norm(float(clip)) if clip else optax.identity()
+  tx = optax.chain(clipping, adamw)
   if accum > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
   return tx, schedule

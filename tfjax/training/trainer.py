@@ -30,21 +30,71 @@ from tfjax.training.step import eval_step, train_step
 def validate_config(config: ml_collections.ConfigDict) -> GPTConfig:
   """Checks the config before any data or compilation; returns the model config."""
   model_config = GPTConfig.from_config(config.model)
-  seq_len, train = config.data.seq_len, config.train
+  seq_len, train, sample = config.data.seq_len, config.train, config.sample
   if seq_len > model_config.max_len:
     raise ValueError(
       f"data.seq_len={seq_len} is longer than the position table (model.max_len="
       f"{model_config.max_len}); lower data.seq_len or raise model.max_len"
     )
-  for name in ("batch_size", "num_steps", "log_every", "eval_every", "checkpoint_every"):
+  for name in ("batch_size", "num_steps", "log_every", "eval_every", "eval_batches"):
     if train[name] < 1:
       raise ValueError(f"train.{name}={train[name]} must be >= 1")
-  if train.batch_size % jax.process_count():
+  if train.checkpoint_every < 1 or train.checkpoint_every % train.log_every:
     raise ValueError(
-      f"train.batch_size={train.batch_size} is not divisible by the {jax.process_count()} "
-      "processes; choose a multiple"
+      f"train.checkpoint_every={train.checkpoint_every} must be a positive multiple of "
+      f"train.log_every={train.log_every}, so that a resumed run logs the same step windows"
+    )
+  optimizer.make_optimizer(train)  # raises on bad optimizer or schedule values
+  if not 1 <= sample.max_new_tokens < model_config.max_len:
+    raise ValueError(
+      f"sample.max_new_tokens={sample.max_new_tokens} must be in [1, model.max_len="
+      f"{model_config.max_len}) to leave room for the prompt"
+    )
+  if not sample.prompts or not all(sample.prompts):
+    raise ValueError("sample.prompts must be non-empty strings, e.g. ('The city of',)")
+  if sample.temperature < 0 or sample.top_k < 0 or not 0 < sample.top_p <= 1:
+    raise ValueError(
+      f"sample.temperature={sample.temperature} (>= 0), sample.top_k={sample.top_k} (>= 0) "
+      f"and sample.top_p={sample.top_p} (in (0, 1]) are out of range"
+    )
+  if jax.process_count() > 1:
+    raise NotImplementedError(
+      f"{jax.process_count()} processes: multi-host training needs the sharded step of the "
+      "device mesh, which this trainer does not have yet; run a single process"
     )
   return model_config
+
+
+# Settings a resumed run must share with the checkpoint's run (dropout and dtype may change).
+_RUN_IDENTITY = ("data.name", "data.text_field", "data.train_split", "data.seq_len", "train.seed")
+_MAY_CHANGE_ON_RESUME = ("dtype", "dropout_rate", "attention_dropout_rate")
+
+
+def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises if `workdir/config.json` describes another model or data stream than `config`.
+
+  Shapes alone cannot tell: num_heads or the activation can change with every parameter shape
+  intact, and a different corpus can have the same vocabulary size.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  current = json.loads(config.to_json_best_effort())
+  keys = [f"model.{k}" for k in sorted(set(saved["model"]) | set(current["model"]))]
+  keys = [k for k in keys if k.split(".")[1] not in _MAY_CHANGE_ON_RESUME] + list(_RUN_IDENTITY)
+  lookup = lambda tree, key: functools.reduce(lambda d, k: (d or {}).get(k), key.split("."), tree)
+  diffs = [
+    f"{key}: checkpoint {lookup(saved, key)!r}, config {lookup(current, key)!r}"
+    for key in keys
+    if lookup(saved, key) != lookup(current, key)
+  ]
+  if diffs:
+    raise ValueError(
+      f"{workdir} holds a run with another config ({'; '.join(diffs)}); use the same values "
+      "to resume it, or a fresh --workdir"
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
@@ -83,7 +133,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
   if manager.latest_step() is not None:
-    state = checkpoint.restore(manager, jax.eval_shape(init_state), train_iter)
+    abstract_state = jax.eval_shape(init_state)
+    checkpoint.check_params_fit(manager, manager.latest_step(), abstract_state.params)
+    check_same_run(workdir, config)  # what shapes cannot tell
+    state = checkpoint.restore(manager, abstract_state, train_iter)
     logging.warning("Resumed from step %d in %s", int(state.step), workdir)
   else:
     state = jax.jit(init_state)()
@@ -116,46 +169,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer.truncate_after(start_step)
   progress = metrics.ProgressBar(train_cfg.num_steps, initial_step=start_step)
   window: list[dict] = []
+  last_eval = None
   timed_steps, window_start = 0, time.perf_counter()
-  for step in range(start_step + 1, train_cfg.num_steps + 1):
-    state, step_metrics = jit_train_step(state, next(train_iter))
-    window.append(step_metrics)
-    timed_steps += 1
-    if step == start_step + 1:  # leave compilation out of the throughput
-      jax.block_until_ready(state)
-      timed_steps, window_start = 0, time.perf_counter()
-    last = step == train_cfg.num_steps
+  try:
+    for step in range(start_step + 1, train_cfg.num_steps + 1):
+      state, step_metrics = jit_train_step(state, next(train_iter))
+      window.append(step_metrics)
+      timed_steps += 1
+      if step == start_step + 1:  # leave compilation out of the throughput
+        jax.block_until_ready(state)
+        timed_steps, window_start = 0, time.perf_counter()
+      last = step == train_cfg.num_steps
 
-    if step % train_cfg.log_every == 0 or last:
-      fetched = jax.device_get(window)  # waits for the steps of this window
-      elapsed = time.perf_counter() - window_start
-      summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-      summary.pop("num_tokens", None)
-      summary["perplexity"] = math.exp(min(summary["loss"], 50.0))
-      if timed_steps:
-        summary["tokens_per_s"] = tokens_per_step * timed_steps / elapsed
-        summary["mfu"] = metrics.mfu(summary["tokens_per_s"], flops_per_token, peak_flops)
-      writer.write(step, summary, "train")
-      progress.update(step, loss=summary["loss"], tokens_per_s=summary.get("tokens_per_s"))
-      window, timed_steps, window_start = [], 0, time.perf_counter()
+      if step % train_cfg.log_every == 0 or last:
+        fetched = jax.device_get(window)  # waits for the steps of this window
+        elapsed = time.perf_counter() - window_start
+        summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+        summary.pop("num_tokens", None)
+        summary["perplexity"] = math.exp(min(summary["loss"], 50.0))
+        if timed_steps:
+          summary["tokens_per_s"] = tokens_per_step * timed_steps / elapsed
+          summary["mfu"] = metrics.mfu(summary["tokens_per_s"], flops_per_token, peak_flops)
+        writer.write(step, summary, "train")
+        progress.update(step, loss=summary["loss"], tokens_per_s=summary.get("tokens_per_s"))
+        window, timed_steps, window_start = [], 0, time.perf_counter()
 
-    if step % train_cfg.eval_every == 0 or last:
-      writer.write(step, evaluate(state.params), "eval")
-      timed_steps, window_start = 0, time.perf_counter()  # eval is not training throughput
+      if step % train_cfg.eval_every == 0 or last:
+        last_eval = evaluate(state.params)
+        writer.write(step, last_eval, "eval")
+        timed_steps, window_start = 0, time.perf_counter()  # eval is not training throughput
 
-    if step % train_cfg.checkpoint_every == 0 or last:
-      checkpoint.save(manager, step, state, train_iter)
-  progress.close()
-  manager.wait_until_finished()
-  writer.flush()
+      if step % train_cfg.checkpoint_every == 0 or last:
+        checkpoint.save(manager, step, state, train_iter)
+  finally:  # also on an error or Ctrl-C: finish the checkpoint in flight, flush the logs
+    progress.close()
+    manager.wait_until_finished()
+    writer.close()
 
   # ------------------------------------------------------------------------------------ end
-  final = {f"eval_{k}": v for k, v in evaluate(state.params).items()}
+  final = {f"eval_{k}": v for k, v in (last_eval or evaluate(state.params)).items()}
   eval_targets = np.concatenate([np.ravel(batch["targets"]) for batch in eval_data])
   final["unigram_perplexity"] = lm_data.unigram_perplexity(
     train_tokens, eval_targets, model_config.vocab_size
   )
   final["step"] = int(state.step)
+  if is_main:
+    plots.plot_loss_curves(metrics.read_metrics(workdir), os.path.join(workdir, "loss.png"))
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+      json.dump(final, f, indent=2)
   sample_cfg = config.sample
   samples = decoding.complete_texts(
     model_config,
@@ -169,11 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     top_p=sample_cfg.top_p,
   )
   if is_main:
-    plots.plot_loss_curves(metrics.read_metrics(workdir), os.path.join(workdir, "loss.png"))
     with open(os.path.join(workdir, "samples.txt"), "w") as f:
       f.write("\n\n".join(samples) + "\n")
-    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(final, f, indent=2)
     report = [
       f"step {final['step']}: validation loss {final['eval_loss']:.3f}, "
       f"perplexity {final['eval_perplexity']:.1f} "
@@ -183,5 +241,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       *(f"  {s!r}" for s in samples),
     ]
     print("\n".join(report))  # the run's report to the user
-  writer.close()
   return final
