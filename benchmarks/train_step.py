@@ -6,8 +6,7 @@ float32 FLOP/s of a 2048^3 jnp.matmul on the same device, measured just before.
 
 The target shape of issue 2 on one pinned core, XLA single-threaded:
 
-  taskset -c 0 env XLA_FLAGS="--xla_cpu_multi_thread_eigen=false \
-      intra_op_parallelism_threads=1" python -m benchmarks.train_step
+  taskset -c 0 env XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python -m benchmarks.train_step
 
 Any model config: `--config=configs/gpt_tiny.py --batch_size=16 --seq_len=128`.
 The last line is `tokens_per_s=<float>`.

@@ -4,6 +4,8 @@ Radford et al. 2019: pre-LN blocks with a final LayerNorm, residual projections 
 std 0.02 / sqrt(2 * num_layers), tied output embedding, byte-level BPE of 50,257 tokens. Here
 the tokenizer is a sentencepiece BPE of the same size trained on `data.name`; for the real
 GPT-2 vocabulary and weights, import an HF checkpoint with `tfjax.hub`.
+The paper gives no optimizer settings: lr 6e-4 and Adam b2 0.95 follow nanoGPT's GPT-2
+reproduction; the decoupled weight decay of 0.01 on matrices only is GPT-1's.
 
 Command (needs an accelerator for useful speed; on CPU use it with `jax.eval_shape` only):
 
@@ -38,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     learning_rate=6e-4,
     warmup_steps=2000,
     b2=0.95,
-    weight_decay=0.1,
+    weight_decay=0.01,
     eval_every=2000,
     eval_batches=50,
     checkpoint_every=2000,

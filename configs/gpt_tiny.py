@@ -4,7 +4,7 @@ Command (prepares the corpus and tokenizer on first use, then trains and samples
 
   python -m train.gpt --config=configs/gpt_tiny.py --workdir=workdir/gpt_tiny
 
-Expected: about 8 minutes on 2 CPU cores; validation perplexity far below the unigram
+Expected: about 9 minutes on 2 CPU cores; validation perplexity far below the unigram
 perplexity of the same tokens (both are printed at the end), and a few samples that read like
 Wikipedia lead sentences.
 """
