@@ -31,7 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
       layer_norm_epsilon=1e-5,
       init_std=0.02,
       scale_residual_init=True,
-      dtype="float32",
+      dtype="float32",  # compute dtype: "bfloat16" for mixed precision
+      remat_policy="none",
+      scan_layers=False,
     )
   )
 
@@ -64,6 +66,15 @@ def get_config() -> ml_collections.ConfigDict:
       eval_batches=16,
       checkpoint_every=200,
       max_to_keep=3,
+      grad_accum_steps=1,  # micro-batches per update: the batch is split, the result the same
+    )
+  )
+
+  # One device mesh with named axes; -1 takes the devices the others leave (README "Scaling out").
+  config.parallel = ml_collections.ConfigDict(
+    dict(
+      mode="jit",  # "jit" (sharded jit, default), "shard_map" or "pmap"
+      mesh=dict(data=-1, fsdp=1, tensor=1),
     )
   )
 

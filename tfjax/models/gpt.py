@@ -41,6 +41,8 @@ class GPTConfig:
   init_std: float = 0.02  # N(0, 0.02) init (GPT-1 §4.1)
   scale_residual_init: bool = True  # GPT-2 §2.3: residual projections std / sqrt(2 * num_layers)
   dtype: str = "float32"  # compute dtype; parameters stay float32
+  remat_policy: str = "none"  # activation rematerialisation of each layer: see REMAT_POLICIES
+  scan_layers: bool = False  # one nn.scan over stacked layer params: fast compiles of deep models
   decode: bool = False  # incremental decoding with a key/value cache
 
   def __post_init__(self):

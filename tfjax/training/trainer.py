@@ -5,6 +5,7 @@ end (final eval, loss-curve PNG, samples). A run killed at any point resumes fro
 checkpoint in `workdir` and continues with the same losses as an uninterrupted run.
 """
 
+import dataclasses
 import functools
 import json
 import math
@@ -65,9 +66,10 @@ def validate_config(config: ml_collections.ConfigDict) -> GPTConfig:
   return model_config
 
 
-# Settings a resumed run must share with the checkpoint's run (dropout and dtype may change).
+# Settings a resumed run must share with the checkpoint's run, beyond the model's architecture.
 _RUN_IDENTITY = ("data.name", "data.text_field", "data.train_split", "data.seq_len", "train.seed")
-_MAY_CHANGE_ON_RESUME = ("dtype", "dropout_rate", "attention_dropout_rate")
+# Model settings that may change on resume: they change no parameter and no data.
+_MAY_CHANGE_ON_RESUME = ("dtype", "dropout_rate", "attention_dropout_rate", "remat_policy")
 
 
 def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -82,12 +84,18 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
   with open(path) as f:
     saved = json.load(f)
   current = json.loads(config.to_json_best_effort())
-  keys = [f"model.{k}" for k in sorted(set(saved["model"]) | set(current["model"]))]
-  keys = [k for k in keys if k.split(".")[1] not in _MAY_CHANGE_ON_RESUME] + list(_RUN_IDENTITY)
-  lookup = lambda tree, key: functools.reduce(lambda d, k: (d or {}).get(k), key.split("."), tree)
+  # Compare models field by field, defaults filled in (older config files lack newer keys).
+  saved_model = dataclasses.asdict(GPTConfig.from_config(saved["model"]))
+  current_model = dataclasses.asdict(GPTConfig.from_config(current["model"]))
   diffs = [
+    f"model.{k}: checkpoint {saved_model[k]!r}, config {current_model[k]!r}"
+    for k in saved_model
+    if k not in _MAY_CHANGE_ON_RESUME and saved_model[k] != current_model[k]
+  ]
+  lookup = lambda tree, key: functools.reduce(lambda d, k: (d or {}).get(k), key.split("."), tree)
+  diffs += [
     f"{key}: checkpoint {lookup(saved, key)!r}, config {lookup(current, key)!r}"
-    for key in keys
+    for key in _RUN_IDENTITY
     if lookup(saved, key) != lookup(current, key)
   ]
   if diffs:
