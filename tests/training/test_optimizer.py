@@ -120,7 +120,6 @@ def test_make_schedule_picks_by_name():
     (dict(weight_decay=-0.1), "weight_decay"),
     (dict(b2=1.0), "b2"),
     (dict(grad_clip_norm=-1.0), "grad_clip_norm"),
-    (dict(grad_accum_steps=0), "grad_accum_steps"),
     (dict(num_steps=10.5), "num_steps"),
     (dict(schedule="step"), "schedule"),
     (dict(schedule="inverse_sqrt"), "d_model"),
@@ -218,34 +217,14 @@ def test_optimizer_state_has_one_layout_with_or_without_clipping():
   assert layouts[0] == layouts[1] == layouts[2]
 
 
-def test_multisteps_equals_one_step_on_the_mean_gradient():
-  k, num_updates = 3, 2
-  config = _train_config(learning_rate=1e-2, warmup_steps=1, num_steps=4, grad_clip_norm=1.0)
-  accum_tx, _ = optimizer.make_optimizer({**config, "grad_accum_steps": k})
-  big_tx, _ = optimizer.make_optimizer(config)
-  rng = np.random.default_rng(0)
-  params = {
-    "dense": {"kernel": jnp.asarray(rng.normal(size=(4, 3))), "bias": jnp.ones(3)},
-    "ln": {"scale": jnp.ones(3)},
-  }
-  micro_grads = [
-    jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
-    for _ in range(num_updates * k)
+def test_accumulation_is_not_the_optimizers_business():
+  # The train step accumulates micro-batches; the optimizer ignores train.grad_accum_steps, so
+  # its state (and a checkpoint's layout) is the same for any value.
+  params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}
+  states = [
+    optimizer.make_optimizer(_train_config(grad_accum_steps=k))[0].init(params) for k in (1, 4)
   ]
-
-  accum_update, big_update = jax.jit(accum_tx.update), jax.jit(big_tx.update)
-  accum_params, accum_state = params, accum_tx.init(params)
-  for i, grads in enumerate(micro_grads):
-    updates, accum_state = accum_update(grads, accum_state, accum_params)
-    if (i + 1) % k:
-      assert not any(np.any(np.asarray(u)) for u in jax.tree.leaves(updates))
-    accum_params = optax.apply_updates(accum_params, updates)
-
-  big_params, big_state = params, big_tx.init(params)
-  for u in range(num_updates):
-    mean = jax.tree.map(lambda *g: sum(g) / k, *micro_grads[u * k : (u + 1) * k])
-    updates, big_state = big_update(mean, big_state, big_params)
-    big_params = optax.apply_updates(big_params, updates)
-
-  chex.assert_trees_all_close(accum_params, big_params, rtol=1e-5, atol=1e-6)
-  assert int(accum_state.gradient_step) == num_updates  # the schedule counts updates
+  assert jax.tree.structure(states[0]) == jax.tree.structure(states[1])
+  assert jax.tree.structure(states[0]) == jax.tree.structure(
+    optimizer.make_optimizer(_train_config())[0].init(params)
+  )

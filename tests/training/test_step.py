@@ -7,11 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.training import optimizer
 from tfjax.training.lm import lm_loss_fn
 from tfjax.training.state import TrainState
-from tfjax.training.step import cross_entropy_loss, eval_step, train_step
+from tfjax.training.step import cross_entropy_loss, eval_step, micro_batches, train_step
 
 VOCAB, SEQ_LEN, BATCH = 16, 8, 2
 
@@ -47,10 +49,26 @@ def init_state(tx: optax.GradientTransformation, rng_seed: int = 1) -> TrainStat
   return TrainState.create(initial_params(), tx, jax.random.PRNGKey(rng_seed))
 
 
-def jit_step(model: GPT, tx: optax.GradientTransformation, schedule=None):
+def jit_step(
+  model: GPT, tx: optax.GradientTransformation, schedule=None, accum: int = 1, loss_fn=None
+):
   schedule = schedule or optax.constant_schedule(0.0)
   return jax.jit(
-    functools.partial(train_step, loss_fn=lm_loss_fn(model), optimizer=tx, schedule=schedule)
+    functools.partial(
+      train_step,
+      loss_fn=loss_fn or lm_loss_fn(model),
+      optimizer=tx,
+      schedule=schedule,
+      grad_accum_steps=accum,
+    )
+  )
+
+
+def gradient_recorder() -> optax.GradientTransformation:
+  """A 'optimizer' whose state is the last gradient it saw and whose update is zero."""
+  return optax.GradientTransformation(
+    init=lambda params: jax.tree.map(jnp.zeros_like, params),
+    update=lambda grads, state, params=None: (jax.tree.map(jnp.zeros_like, grads), grads),
   )
 
 
@@ -184,3 +202,107 @@ def test_a_tiny_model_overfits_one_batch():
     state, step_metrics = step(state, batch)
     losses.append(float(step_metrics["loss"]))
   assert losses[0] > 2.0 and losses[-1] < 0.1, losses[::25]
+
+
+# --- gradient accumulation ----------------------------------------------------------------------
+
+
+def padded_batch(seed: int = 4, batch: int = 8) -> dict:
+  """Even rows full, odd rows one token: micro-batches (rows i, i + k, ...) differ in tokens."""
+  data = random_batch(seed, batch=batch)
+  lengths = np.where(np.arange(batch) % 2 == 0, SEQ_LEN, 1)
+  data["weights"] = (np.arange(SEQ_LEN)[None, :] < lengths[:, None]).astype(np.float32)
+  return data
+
+
+def test_micro_batches_take_every_kth_row():
+  batch = {"x": np.arange(12).reshape(6, 2), "y": np.arange(6)}
+  split = micro_batches(batch, 3)
+  chex.assert_shape([split["x"], split["y"]], [(3, 2, 2), (3, 2)])
+  for i in range(3):  # strided, so that a device's own rows feed every micro-batch
+    np.testing.assert_array_equal(split["x"][i], batch["x"][i::3])
+    np.testing.assert_array_equal(split["y"][i], batch["y"][i::3])
+
+
+def test_accumulated_step_equals_the_big_batch_step_with_unequal_token_counts():
+  model, batch, accum = tiny_model(), padded_batch(), 4
+  counts = np.asarray(micro_batches(batch, accum)["weights"]).sum(axis=(1, 2))
+  assert len(set(counts.tolist())) > 1, counts  # the case a mean of micro-batch means gets wrong
+
+  def with_token_mean_metric(params, batch, rng, deterministic):  # a second token-mean metric
+    loss, aux = lm_loss_fn(model)(params, batch, rng, deterministic)
+    return loss, {**aux, "loss_copy": loss}
+
+  # Gradients, read back from an 'optimizer' that records them.
+  recorder = gradient_recorder()
+  state = init_state(recorder)
+  big, big_metrics = jit_step(model, recorder, loss_fn=with_token_mean_metric)(state, batch)
+  acc, acc_metrics = jit_step(model, recorder, accum=accum, loss_fn=with_token_mean_metric)(
+    state, batch
+  )
+  chex.assert_trees_all_close(acc.opt_state, big.opt_state, rtol=1e-6, atol=1e-7)
+  for name in ("loss", "grad_norm", "loss_copy"):
+    np.testing.assert_allclose(acc_metrics[name], big_metrics[name], rtol=1e-6, err_msg=name)
+  assert float(acc_metrics["num_tokens"]) == batch["weights"].sum()
+  micro_grad = jax.jit(jax.grad(lambda p, m: lm_loss_fn(model)(p, m, None, True)[0]))
+  micro_grads = [micro_grad(state.params, m) for m in split_rows(batch, accum)]
+  mean_of_means = jax.tree.map(lambda *g: sum(g) / accum, *micro_grads)
+  gap = optax.tree.norm(optax.tree.sub(mean_of_means, big.opt_state)) / big_metrics["grad_norm"]
+  assert gap > 0.05, gap  # the naive mean of micro-batch means is measurably wrong here
+
+  # Parameters after a few clipped AdamW updates on a warmup-cosine schedule.
+  config = dict(learning_rate=1e-2, warmup_steps=1, num_steps=10, weight_decay=0.1)
+  tx, schedule = optimizer.make_optimizer({**config, "grad_clip_norm": 0.5})
+  big_step, acc_step = jit_step(model, tx, schedule), jit_step(model, tx, schedule, accum)
+  big_state = acc_state = init_state(tx)
+  for _ in range(3):
+    big_state, big_metrics = big_step(big_state, batch)
+    acc_state, acc_metrics = acc_step(acc_state, batch)
+    np.testing.assert_allclose(acc_metrics["loss"], big_metrics["loss"], rtol=1e-6)
+    assert float(acc_metrics["learning_rate"]) == float(big_metrics["learning_rate"])
+  assert int(acc_state.step) == 3  # one update per step, not per micro-batch
+  chex.assert_trees_all_close(acc_state.params, big_state.params, rtol=1e-6, atol=1e-6)
+
+
+def split_rows(batch: dict, k: int) -> list[dict]:
+  """Micro-batch i = rows i, i + k, ... written with numpy slicing (the reference split)."""
+  return [{name: np.asarray(x)[i::k] for name, x in batch.items()} for i in range(k)]
+
+
+def test_accumulated_dropout_uses_fold_in_of_step_then_micro_index():
+  model, batch, accum, step_index = tiny_model(dropout_rate=0.5), padded_batch(), 2, 3
+  recorder = gradient_recorder()
+  state = init_state(recorder).replace(step=jnp.int32(step_index))
+  new_state, step_metrics = jit_step(model, recorder, accum=accum)(state, batch)
+
+  def reference(params):  # token-weighted sum over micro-batches with their own dropout keys
+    step_rng = jax.random.fold_in(state.rng, step_index)
+    total, tokens = 0.0, 0.0
+    for i, micro in enumerate(split_rows(batch, accum)):
+      loss, aux = lm_loss_fn(model)(params, micro, jax.random.fold_in(step_rng, i), False)
+      total, tokens = total + loss * aux["num_tokens"], tokens + aux["num_tokens"]
+    return total / tokens
+
+  loss, grads = jax.jit(jax.value_and_grad(reference))(state.params)
+  np.testing.assert_allclose(step_metrics["loss"], loss, rtol=1e-6)
+  chex.assert_trees_all_close(new_state.opt_state, grads, rtol=1e-5, atol=1e-7)
+
+
+def test_batch_not_divisible_by_grad_accum_steps_raises_at_trace_time():
+  tx = optax.sgd(0.1)
+  batch = random_batch(batch=6)
+  with pytest.raises(ValueError, match=r"6 rows is not divisible by grad_accum_steps=4"):
+    jit_step(tiny_model(), tx, accum=4).trace(init_state(tx), batch)  # traced, not compiled
+  for bad in (0, 2.5):
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
+      jit_step(tiny_model(), tx, accum=bad).trace(init_state(tx), batch)
+
+
+def test_accumulation_needs_num_tokens_in_the_aux():
+  tx = optax.sgd(0.1)
+  loss_fn = lambda params, batch, rng, deterministic: (
+    lm_loss_fn(tiny_model())(params, batch, rng, deterministic)[0],
+    {},
+  )
+  with pytest.raises(ValueError, match="num_tokens"):
+    jit_step(tiny_model(), tx, accum=2, loss_fn=loss_fn).trace(init_state(tx), random_batch())

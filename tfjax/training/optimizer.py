@@ -1,9 +1,9 @@
 """Optax optimizers and learning-rate schedules for the transformer recipes.
 
 Steps count optimizer *updates*, as the papers do ("warmup over 2,000 updates"). A schedule is
-called with optax's update count, which is 0 for the first update. With gradient accumulation
-(`grad_accum_steps=k`) the schedule still advances once per update, i.e. once every k
-micro-batches, so a run of `num_steps` updates takes `num_steps * k` calls of `update`.
+called with optax's update count, which is 0 for the first update. Gradient accumulation lives
+in the train step (`step.train_step(..., grad_accum_steps=k)`), which sums micro-batch gradients
+before its one `update` call: the optimizer and its schedule see one update per step either way.
 """
 
 from collections.abc import Mapping
@@ -147,9 +147,9 @@ def make_optimizer(
   """Global-norm clipping, then AdamW with decoupled decay on matrices only, on a schedule.
 
   Reads `learning_rate`, `warmup_steps`, `num_steps`, `b1`, `b2`, `eps`, `weight_decay`,
-  `grad_clip_norm` (0 or None: no clipping), `schedule` and `grad_accum_steps` (> 1 wraps the
-  chain in `optax.MultiSteps`, so clipping sees the averaged gradient). Returns the
-  transformation and the schedule (indexed by optimizer updates, for logging the rate).
+  `grad_clip_norm` (0 or None: no clipping) and `schedule`; clipping sees the whole batch's
+  gradient, accumulated or not. Returns the transformation and the schedule (indexed by
+  optimizer updates, for logging the rate).
   """
   schedule = make_schedule(train_config, d_model=d_model)
   b1 = float(train_config.get("b1", 0.9))
@@ -157,7 +157,6 @@ def make_optimizer(
   eps = float(train_config.get("eps", 1e-8))
   weight_decay = float(train_config.get("weight_decay", 0.0))
   clip = train_config.get("grad_clip_norm", None)
-  accum = _as_int(train_config.get("grad_accum_steps", 1), "grad_accum_steps")
 
   for field, value in (("b1", b1), ("b2", b2)):
     if not 0.0 <= value < 1.0:
@@ -168,18 +167,13 @@ def make_optimizer(
     raise ValueError(f"weight_decay={weight_decay} is negative; set train.weight_decay >= 0")
   if clip is not None and float(clip) < 0:
     raise ValueError(f"grad_clip_norm={clip} is negative; use a positive norm, or 0 to disable")
-  if accum < 1:
-    raise ValueError(f"grad_accum_steps={accum} must be >= 1 (1 disables accumulation)")
 
   adamw = optax.adamw(
     learning_rate=schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask
   )
   # The same state layout with or without clipping, so toggling it does not break a resume.
   clipping = optax.clip_by_global_norm(float(clip)) if clip else optax.identity()
-  tx = optax.chain(clipping, adamw)
-  if accum > 1:
-    tx = optax.MultiSteps(tx, every_k_schedule=accum).gradient_transformation()
-  return tx, schedule
+  return optax.chain(clipping, adamw), schedule
 
 
 def _as_int(value: Any, field: str) -> int:
