@@ -178,9 +178,17 @@ class GPT(nn.Module):
       logits = token_embed.attend(x)
     else:
       logits = nn.Dense(
-        cfg.vocab_size, use_bias=False, kernel_init=init, dtype=dtype, name="lm_head"
+        cfg.vocab_size,
+        use_bias=False,
+        kernel_init=init,
+        dtype=dtype,
+        dot_general=_float32_dot_general,  # logits never rounded to bfloat16
+        name="lm_head",
       )(x)
     return logits.astype(jnp.float32)  # [b, t, vocab_size]
+
+
+_float32_dot_general = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
 
 
 def _layer_forward(

@@ -39,3 +39,9 @@ class LearnedPositionEmbedding(nn.Module):
 
 class TokenEmbedding(nn.Embed):
   """Token embedding; `attend(x)` is the tied output projection x @ E^T (§3.4)."""
+
+  def attend(self, query: Array) -> Array:
+    """x @ E^T in the compute dtype, accumulated and returned in float32: the logits feed a
+    softmax over the whole vocabulary, so they are never rounded to bfloat16."""
+    query, embedding = self.promote_dtype(query, self.embedding, dtype=self.dtype)
+    return jnp.einsum("...d,vd->...v", query, embedding, preferred_element_type=jnp.float32)

@@ -138,8 +138,13 @@ def train_step(
   optimizer: optax.GradientTransformation,
   schedule: optax.Schedule,
   grad_accum_steps: int = 1,
+  axis_name: str | tuple[str, ...] | None = None,
 ) -> tuple[TrainState, dict]:
   """loss -> grad -> one optimizer update on the whole `batch`; metrics of that batch.
+
+  `axis_name` (inside `shard_map` / `pmap`): `batch` is this device's shard; the token-weighted
+  loss and gradients are summed over the axis, so every device applies the update of the whole
+  global batch (the same as one device would), and each device draws its own dropout masks.
 
   `grad_accum_steps=k > 1` computes the same update from k micro-batches of B/k rows, scanned
   one after another so that only one micro-batch's activations are live: the data iterator
@@ -153,6 +158,8 @@ def train_step(
   are equal up to float rounding (the order of the sums).
   """
   dropout_rng = jax.random.fold_in(state.rng, state.step)
+  if axis_name is not None:
+    dropout_rng = jax.random.fold_in(dropout_rng, jax.lax.axis_index(axis_name))
   if grad_accum_steps == 1:
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, aux), grads = grad_fn(state.params, batch, dropout_rng, False)
@@ -160,6 +167,8 @@ def train_step(
     loss, aux, grads = _accumulated_grads(
       loss_fn, state.params, batch, dropout_rng, grad_accum_steps
     )
+  if axis_name is not None:
+    loss, aux, grads = _sum_over_devices(loss, aux, grads, axis_name)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {
@@ -170,6 +179,24 @@ def train_step(
   }
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, metrics
+
+
+def _sum_over_devices(
+  loss: jax.Array, aux: dict, grads: Any, axis_name: str | tuple[str, ...]
+) -> tuple[jax.Array, dict, Any]:
+  """Per-device token means -> global token means: weight by tokens, `psum`, divide.
+
+  With `check_vma=False` (or `pmap`) the gradient of a device's own loss is that device's
+  alone, so the explicit sum is right and nothing is counted twice (DESIGN.md §5).
+  """
+  if "num_tokens" not in aux:
+    raise ValueError("data-parallel steps weight devices by aux['num_tokens']; return it")
+  total = jax.lax.psum(aux["num_tokens"], axis_name)
+  share = aux["num_tokens"].astype(jnp.float32) / jnp.maximum(total, 1.0)
+  reduce = lambda x: jax.lax.psum(x * share.astype(x.dtype), axis_name)
+  aux = {k: reduce(v) for k, v in aux.items() if k != "num_tokens"}
+  aux["num_tokens"] = total
+  return reduce(loss), aux, jax.tree.map(reduce, grads)
 
 
 def eval_step(params: Any, batch: dict, *, loss_fn: LossFn) -> dict:

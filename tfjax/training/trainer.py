@@ -22,10 +22,11 @@ from absl import logging
 from tfjax import decoding
 from tfjax.data import lm as lm_data
 from tfjax.models.gpt import GPT, GPTConfig
-from tfjax.training import checkpoint, metrics, optimizer, plots
+from tfjax.training import checkpoint, metrics, optimizer, plots, sharding
 from tfjax.training.lm import gpt_flops_per_token, lm_loss_fn
+from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
-from tfjax.training.step import eval_step, train_step
+from tfjax.training.step import check_grad_accum_steps
 
 
 def validate_config(config: ml_collections.ConfigDict) -> GPTConfig:
@@ -40,6 +41,10 @@ def validate_config(config: ml_collections.ConfigDict) -> GPTConfig:
   for name in ("batch_size", "num_steps", "log_every", "eval_every", "eval_batches"):
     if train[name] < 1:
       raise ValueError(f"train.{name}={train[name]} must be >= 1")
+  check_grad_accum_steps(train.batch_size, train.get("grad_accum_steps", 1))
+  mode = config.get("parallel", {}).get("mode", "jit")
+  if mode not in sharding.MODES:
+    raise ValueError(f"parallel.mode={mode!r} is unknown; choose one of {sharding.MODES}")
   if train.checkpoint_every < 1 or train.checkpoint_every % train.log_every:
     raise ValueError(
       f"train.checkpoint_every={train.checkpoint_every} must be a positive multiple of "
@@ -57,11 +62,6 @@ def validate_config(config: ml_collections.ConfigDict) -> GPTConfig:
     raise ValueError(
       f"sample.temperature={sample.temperature} (>= 0), sample.top_k={sample.top_k} (>= 0) "
       f"and sample.top_p={sample.top_p} (in (0, 1]) are out of range"
-    )
-  if jax.process_count() > 1:
-    raise NotImplementedError(
-      f"{jax.process_count()} processes: multi-host training needs the sharded step of the "
-      "device mesh, which this trainer does not have yet; run a single process"
     )
   return model_config
 
@@ -108,8 +108,13 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains a GPT language model as `config` says, in `workdir`; returns the final metrics."""
   # ---------------------------------------------------------------------------------- setup
+  parallel_cfg = config.get("parallel", ml_collections.ConfigDict())
+  sharding.initialize_distributed(parallel_cfg)  # before any other JAX call
   model_config = validate_config(config)
   train_cfg = config.train
+  mesh = sharding.make_mesh(parallel_cfg.get("mesh", {"data": -1}))
+  grad_accum_steps = train_cfg.get("grad_accum_steps", 1)
+  sharding.check_batch(mesh, train_cfg.batch_size, grad_accum_steps)
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
 
@@ -139,36 +144,41 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     dummy = jnp.zeros((1, seq_len), jnp.int32)
     return TrainState.create(model.init(init_rng, dummy)["params"], tx, state_rng)
 
+  parallel = Parallel(
+    parallel_cfg.get("mode", "jit"),
+    mesh,
+    parallel_cfg.get("rules", sharding.DEFAULT_RULES),
+    loss_fn=lm_loss_fn(model),
+    optimizer=tx,
+    schedule=schedule,
+    grad_accum_steps=grad_accum_steps,
+  )
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
   if manager.latest_step() is not None:
-    abstract_state = jax.eval_shape(init_state)
+    abstract_state = parallel.abstract_state(init_state)  # with this mesh's shardings
     checkpoint.check_params_fit(manager, manager.latest_step(), abstract_state.params)
     check_same_run(workdir, config)  # what shapes cannot tell
-    state = checkpoint.restore(manager, abstract_state, train_iter)
+    state = parallel.from_saved(checkpoint.restore(manager, abstract_state, train_iter))
     logging.warning("Resumed from step %d in %s", int(state.step), workdir)
   else:
-    state = jax.jit(init_state)()
-  start_step = int(state.step)
+    state = parallel.init_state(init_state)
+  start_step = int(jax.device_get(parallel.to_saved(state).step))
   if is_main:  # only now that a checkpoint fits: a failed resume leaves the workdir as it was
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
     shutil.copyfile(data.tokenizer.model_path, os.path.join(workdir, "tokenizer.model"))
 
-  loss_fn = lm_loss_fn(model)
-  jit_train_step = jax.jit(
-    functools.partial(train_step, loss_fn=loss_fn, optimizer=tx, schedule=schedule),
-    donate_argnums=0,
-  )
-  jit_eval_step = jax.jit(functools.partial(eval_step, loss_fn=loss_fn))
+  placed_eval_data = [parallel.put_global_batch(batch) for batch in eval_data]
 
   def evaluate(params) -> dict[str, float]:
-    losses = [jit_eval_step(params, batch) for batch in eval_data]
-    totals = jax.device_get(losses)
-    num_tokens = sum(float(m["num_tokens"]) for m in totals)
-    loss = sum(float(m["loss"]) * float(m["num_tokens"]) for m in totals) / num_tokens
+    results = jax.device_get([parallel.eval_step(params, b) for b in placed_eval_data])
+    losses = np.concatenate([np.ravel(m["loss"]) for m in results])
+    num_tokens = np.concatenate([np.ravel(m["num_tokens"]) for m in results])
+    loss = float(np.sum(losses * num_tokens) / np.sum(num_tokens))
     return {"loss": loss, "perplexity": math.exp(loss)}
 
-  flops_per_token = gpt_flops_per_token(model_config, state.params, seq_len)
+  abstract_params = jax.eval_shape(init_state).params
+  flops_per_token = gpt_flops_per_token(model_config, abstract_params, seq_len)
   peak_flops = metrics.measure_matmul_peak_flops()
   tokens_per_step = train_cfg.batch_size * seq_len
 
@@ -181,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   timed_steps, window_start = 0, time.perf_counter()
   try:
     for step in range(start_step + 1, train_cfg.num_steps + 1):
-      state, step_metrics = jit_train_step(state, next(train_iter))
+      state, step_metrics = parallel.train_step(state, parallel.put_batch(next(train_iter)))
       window.append(step_metrics)
       timed_steps += 1
       if step == start_step + 1:  # leave compilation out of the throughput
@@ -208,7 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         timed_steps, window_start = 0, time.perf_counter()  # eval is not training throughput
 
       if step % train_cfg.checkpoint_every == 0 or last:
-        checkpoint.save(manager, step, state, train_iter)
+        checkpoint.save(manager, step, parallel.to_saved(state), train_iter)
   finally:  # also on an error or Ctrl-C: finish the checkpoint in flight, flush the logs
     progress.close()
     manager.wait_until_finished()
@@ -220,7 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   final["unigram_perplexity"] = lm_data.unigram_perplexity(
     train_tokens, eval_targets, model_config.vocab_size
   )
-  final["step"] = int(state.step)
+  final_state = parallel.to_saved(state)
+  final["step"] = int(jax.device_get(final_state.step))
   if is_main:
     plots.plot_loss_curves(metrics.read_metrics(workdir), os.path.join(workdir, "loss.png"))
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
@@ -228,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   sample_cfg = config.sample
   samples = decoding.complete_texts(
     model_config,
-    state.params,
+    final_state.params,
     data.tokenizer,
     sample_cfg.prompts,
     max_new_tokens=sample_cfg.max_new_tokens,

@@ -1,0 +1,138 @@
+"""Tiny GPT training on 8 simulated CPU devices, in every parallel mode and mesh; writes .npz.
+
+Started by tests/parallel/test_parallel.py in a subprocess (the device count must be set before
+JAX starts): `python -m tests.parallel.run_on_8_devices OUT.npz`. Each run takes the same
+global batches and seed; the test compares losses and final parameters with the one-device run.
+"""
+
+import os
+import sys
+import tempfile
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tfjax.models.gpt import GPT, GPTConfig  # noqa: E402
+from tfjax.training import checkpoint, optimizer, sharding  # noqa: E402
+from tfjax.training.lm import lm_loss_fn  # noqa: E402
+from tfjax.training.parallel import Parallel  # noqa: E402
+from tfjax.training.state import TrainState  # noqa: E402
+
+MODEL = GPTConfig(
+  vocab_size=64, max_len=16, num_layers=2, num_heads=4, d_model=32, d_ff=64,
+  dropout_rate=0.0, attention_dropout_rate=0.0,
+)  # fmt: skip
+TRAIN = dict(learning_rate=1e-2, warmup_steps=2, num_steps=100, weight_decay=0.01,
+             grad_clip_norm=1.0)  # fmt: skip
+BATCH, SEQ, STEPS = 16, 16, 6
+
+
+def batches(num: int) -> list[dict[str, np.ndarray]]:
+  """Learnable sequences: counting up from a random start by a random stride of 1 to 3."""
+  rng = np.random.default_rng(0)
+  start = rng.integers(0, MODEL.vocab_size, (num, BATCH, 1))
+  stride = rng.integers(1, 4, (num, BATCH, 1))
+  tokens = ((start + stride * np.arange(SEQ + 1)) % MODEL.vocab_size).astype(np.int32)
+  return [{"inputs": t[:, :-1], "targets": t[:, 1:]} for t in tokens]
+
+
+def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
+  model = GPT(MODEL)
+  tx, schedule = optimizer.make_optimizer(TRAIN)
+  init_rng, state_rng = jax.random.split(jax.random.PRNGKey(0))
+
+  def init_state() -> TrainState:
+    params = model.init(init_rng, jnp.zeros((1, SEQ), jnp.int32))["params"]
+    return TrainState.create(params, tx, state_rng)
+
+  mesh = sharding.make_mesh(mesh_config, devices)
+  parallel = Parallel(
+    mode,
+    mesh,
+    sharding.DEFAULT_RULES,
+    loss_fn=lm_loss_fn(model),
+    optimizer=tx,
+    schedule=schedule,
+    grad_accum_steps=grad_accum_steps,
+  )
+  return parallel, init_state
+
+
+def train(parallel: Parallel, state, data) -> tuple[list[float], TrainState]:
+  losses = []
+  for batch in data:
+    state, metrics = parallel.train_step(state, parallel.put_batch(batch))
+    losses.append(float(metrics["loss"]))
+  return losses, state
+
+
+def flat_params(parallel: Parallel, state) -> np.ndarray:
+  """All parameters but the key biases: softmax ignores a shift shared by all keys, so their
+  true gradient is 0 and what they get is rounding noise, which Adam scales up to ~lr steps."""
+  params = jax.device_get(parallel.to_saved(state).params)
+  for i in range(MODEL.num_layers):
+    qkv = params[f"layer_{i}"]["self_attention"]["qkv"]
+    qkv["bias"] = np.delete(qkv["bias"], np.s_[MODEL.d_model : 2 * MODEL.d_model])
+  return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(params)])
+
+
+def per_device_bytes(state) -> int:
+  """Bytes of the state on device 0 (what one device holds)."""
+  device = jax.devices()[0]
+  return sum(
+    shard.data.nbytes
+    for x in jax.tree.leaves(state)
+    for shard in x.addressable_shards
+    if shard.device == device
+  )
+
+
+def main(out_path: str) -> None:
+  assert jax.device_count() == 8, jax.devices()
+  data = batches(STEPS)
+  results = {}
+  runs = {
+    "one_device": ("jit", {"data": 1}, jax.devices()[:1], 1),
+    "jit_data8": ("jit", {"data": -1}, None, 1),
+    "jit_fsdp4": ("jit", {"data": 2, "fsdp": 4}, None, 1),
+    "jit_tensor2": ("jit", {"data": 2, "fsdp": 2, "tensor": 2}, None, 1),
+    "shard_map": ("shard_map", {"data": -1}, None, 1),
+    "pmap": ("pmap", {"data": -1}, None, 1),
+    "jit_data8_accum2": ("jit", {"data": -1}, None, 2),
+    "shard_map_accum2": ("shard_map", {"data": -1}, None, 2),
+  }
+  for name, (mode, mesh_config, devices, accum) in runs.items():
+    parallel, init_state = make(mode, mesh_config, devices, accum)
+    losses, state = train(parallel, parallel.init_state(init_state), data)
+    results[f"{name}/losses"] = np.array(losses)
+    results[f"{name}/params"] = flat_params(parallel, state)
+
+  # Memory: what one device holds, replicated vs FSDP over 8.
+  for name, mesh_config in (("replicated", {"data": -1}), ("fsdp8", {"fsdp": -1})):
+    parallel, init_state = make("jit", mesh_config)
+    results[f"bytes/{name}"] = np.array(per_device_bytes(parallel.init_state(init_state)))
+
+  # Save on 8 devices with FSDP; restore on 1 device and on a 2x4 (data x tensor) mesh.
+  with tempfile.TemporaryDirectory() as workdir:
+    parallel, init_state = make("jit", {"data": 2, "fsdp": 4})
+    _, state = train(parallel, parallel.init_state(init_state), data[:3])
+    manager = checkpoint.checkpoint_manager(workdir, max_to_keep=1)
+    checkpoint.save(manager, 3, parallel.to_saved(state))
+    manager.wait_until_finished()
+    results["restore/saved_on_fsdp"], _ = train(parallel, state, data[3:])
+    for name, mesh_config, devices in (
+      ("one_device", {"data": 1}, jax.devices()[:1]),
+      ("data2_tensor4", {"data": 2, "tensor": 4}, None),
+    ):
+      parallel, init_state = make("jit", mesh_config, devices)
+      restored = checkpoint.restore(manager, parallel.abstract_state(init_state))
+      results[f"restore/{name}"], _ = train(parallel, parallel.from_saved(restored), data[3:])
+  np.savez(out_path, **{k: np.asarray(v) for k, v in results.items()})
+
+
+if __name__ == "__main__":
+  main(sys.argv[1])
