@@ -75,6 +75,24 @@ def get_config() -> ml_collections.ConfigDict:
     dict(
       mode="jit",  # "jit" (sharded jit, default), "shard_map" or "pmap"
       mesh=dict(data=-1, fsdp=1, tensor=1),
+      # logical parameter axis -> mesh axes (tfjax/nn/partitioning.py names the axes)
+      rules=(
+        ("embed", "fsdp"),
+        ("heads", "tensor"),
+        ("mlp", "tensor"),
+        ("vocab", "tensor"),
+        ("position", None),
+        ("layers", None),
+      ),
+      # Multi-host: enabled=True alone lets JAX find the cluster (TPU VMs, SLURM); or name the
+      # coordinator, process count and this process's id. local_cpu_devices > 0 simulates CPUs.
+      distributed=dict(
+        enabled=False,
+        coordinator_address="",
+        num_processes=1,
+        process_id=0,
+        local_cpu_devices=0,
+      ),
     )
   )
 

@@ -38,13 +38,11 @@ def initialize_distributed(parallel_config: Mapping[str, Any]) -> None:
   (Cloud TPU VMs, SLURM, ...). With an address: the given process count and id (e.g. local
   CPU processes; `local_cpu_devices` > 0 sets each process's simulated CPU device count).
   """
-  dist = parallel_config.get("distributed", None)
-  if not dist or not dist.get("enabled", False):
-    return
-  if jax.distributed.is_initialized():
-    return
+  dist = parallel_config.get("distributed", None) or {}
   if dist.get("local_cpu_devices", 0):
     jax.config.update("jax_num_cpu_devices", int(dist["local_cpu_devices"]))
+  if not dist.get("enabled", False) or jax.distributed.is_initialized():
+    return
   if dist.get("coordinator_address", ""):
     jax.distributed.initialize(
       coordinator_address=dist["coordinator_address"],
