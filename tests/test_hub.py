@@ -357,3 +357,16 @@ def test_greedy_generation_on_imported_model_matches_full_forward_argmax(importe
   for t in range(5, 9):
     tokens[0, t] = logits_of(config, params, tokens)[0, t - 1].argmax()
   assert np.asarray(result.tokens)[0].tolist() == tokens[0].tolist()
+
+
+def test_a_scanned_config_imports_stacked_layers_and_exports_the_same_tensors(golden, imported):
+  config, params = imported
+  scanned = config.replace(scan_layers=True)
+  tensors = hub.read_safetensors(GOLDEN)
+  stacked = hub.gpt2_params_from_hf(scanned, tensors)
+  assert stacked["layers"]["mlp"]["hidden"]["kernel"].shape[0] == config.num_layers
+  logits = jax.jit(GPT(scanned).apply)({"params": stacked}, jnp.asarray(golden["input_ids"]))
+  np.testing.assert_allclose(logits, golden["logits"], atol=1e-4)
+  exported = hub.gpt2_params_to_hf(scanned, stacked)
+  for name, array in hub.gpt2_params_to_hf(config, params).items():
+    np.testing.assert_array_equal(exported[name], array)

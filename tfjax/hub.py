@@ -20,6 +20,7 @@ from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.models.layout import stack_layers, unstack_layers
 
 Params = dict[str, Any]
 
@@ -254,6 +255,9 @@ def gpt2_params_from_hf(config: GPTConfig, tensors: Mapping[str, np.ndarray]) ->
   Raises a ValueError listing every missing, unexpected or mis-shaped tensor, each with the
   HF name, our name and both shapes. Arrays are converted to float32 (our parameter dtype).
   """
+  if config.scan_layers:  # the name table speaks of layer_{i}: import unscanned, then stack
+    params = gpt2_params_from_hf(config.replace(scan_layers=False), tensors)
+    return stack_layers(params, config.num_layers)
   tensors = _strip_prefix(tensors)
   expected = expected_param_shapes(config)
   names = _name_map(config, expected)
@@ -293,6 +297,8 @@ def gpt2_params_to_hf(config: GPTConfig, params: Params) -> dict[str, np.ndarray
   """HF GPT2LMHeadModel tensors (with the "transformer." prefix) from our `params`."""
   if set(params) == {"params"}:
     params = params["params"]
+  if config.scan_layers:
+    return gpt2_params_to_hf(config.replace(scan_layers=False), unstack_layers(params))
   flat = traverse_util.flatten_dict(params, sep="/")
   tensors = {}
   for hf, (path, transform) in _name_map(config, expected_param_shapes(config)).items():
