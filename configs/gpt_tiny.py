@@ -11,6 +11,8 @@ Wikipedia lead sentences.
 
 import ml_collections
 
+from tfjax.training import sharding
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -75,15 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
     dict(
       mode="jit",  # "jit" (sharded jit, default), "shard_map" or "pmap"
       mesh=dict(data=-1, fsdp=1, tensor=1),
-      # logical parameter axis -> mesh axes (tfjax/nn/partitioning.py names the axes)
-      rules=(
-        ("embed", "fsdp"),
-        ("heads", "tensor"),
-        ("mlp", "tensor"),
-        ("vocab", "tensor"),
-        ("position", None),
-        ("layers", None),
-      ),
+      # logical parameter axis -> mesh axes: embed -> fsdp, heads / mlp / vocab -> tensor
+      # (tfjax/nn/partitioning.py names every parameter's axes)
+      rules=sharding.DEFAULT_RULES,
       # Multi-host: enabled=True alone lets JAX find the cluster (TPU VMs, SLURM); or name the
       # coordinator, process count and this process's id. local_cpu_devices > 0 simulates CPUs.
       distributed=dict(
