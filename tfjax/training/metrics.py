@@ -234,11 +234,11 @@ def measure_matmul_peak_flops(
   An empirical "peak" for MFU where no datasheet number applies (CPUs): the median over
   `repeats` timings after a warm-up call, blocking on results. Each timing runs enough
   back-to-back matmuls to last at least ~20 ms, so dispatch overhead stays small. Runs at the
-  default matmul precision, the one the models use.
+  default matmul precision, the one the models use; by default on this process's first device.
   """
   if n <= 0 or repeats <= 0:
     raise ValueError(f"n={n} and repeats={repeats} must be positive")
-  device = device or jax.devices()[0]
+  device = device or jax.local_devices()[0]  # jax.devices()[0] is another process's on hosts > 0
   ka, kb = jax.random.split(jax.random.key(0))
   a = jax.device_put(jax.random.normal(ka, (n, n), dtype), device)
   b = jax.device_put(jax.random.normal(kb, (n, n), dtype), device)

@@ -25,7 +25,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from tfjax.training import sharding
 from tfjax.training.state import TrainState
-from tfjax.training.step import LossFn, eval_step, train_step
+from tfjax.training.step import LossFn, _sum_over_devices, eval_step, train_step
 
 PMAP_AXIS = "devices"
 
@@ -140,10 +140,13 @@ class Parallel:
     return state, metrics
 
   def eval_step(self, params: Any, batch: Any) -> dict:
-    """Loss and token count of a batch; pmap gives one per device (weight them on the host)."""
+    """Loss and token count of the whole global batch, in every mode and on every process."""
     if self._eval is None:
       self._eval = self._compile_eval_step()
-    return self._eval(params, batch)
+    metrics = self._eval(params, batch)
+    if self.mode == "pmap":
+      metrics = jax.tree.map(lambda x: x[0], metrics)  # identical on every device
+    return metrics
 
   def _compile_train_step(self) -> Callable:
     if self.mode == "jit":
@@ -170,7 +173,14 @@ class Parallel:
 
   def _compile_eval_step(self) -> Callable:
     if self.mode == "pmap":
-      return jax.pmap(self._eval_impl, axis_name=PMAP_AXIS)
+      # pmap returns only this process's devices' values: sum the token-weighted losses over
+      # the devices of all processes, so that every process gets the whole batch's loss.
+      def per_device(params: Any, batch: Any) -> dict:
+        metrics = self._eval_impl(params, batch)
+        loss, aux, _ = _sum_over_devices(metrics.pop("loss"), metrics, (), PMAP_AXIS)
+        return {"loss": loss, **aux}
+
+      return jax.pmap(per_device, axis_name=PMAP_AXIS)
     params_shardings = (
       self._state_shardings.params if self._state_shardings is not None else self._replicated
     )

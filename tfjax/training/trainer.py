@@ -164,8 +164,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = parallel.init_state(init_state)
   start_step = int(jax.device_get(parallel.to_saved(state).step))
   if is_main:  # only now that a checkpoint fits: a failed resume leaves the workdir as it was
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    path = os.path.join(workdir, "config.json")
+    with open(path + ".tmp", "w") as f:
       f.write(config.to_json_best_effort(indent=2))
+    os.replace(path + ".tmp", path)  # other processes may be reading it (check_same_run)
     shutil.copyfile(data.tokenizer.model_path, os.path.join(workdir, "tokenizer.model"))
 
   placed_eval_data = [parallel.put_global_batch(batch) for batch in eval_data]
