@@ -96,8 +96,14 @@ def build(name: str, mode: str, mesh_config: dict, devices: list, **model_change
 
   mesh = sharding.make_mesh(mesh_config, devices)
   sharding.check_batch(mesh, batch_size)
+  train_model = GPT(model_config, activation_sharding=sharding.activation_sharding(mode, mesh))
   parallel = Parallel(
-    mode, mesh, sharding.DEFAULT_RULES, loss_fn=lm_loss_fn(model), optimizer=tx, schedule=schedule
+    mode,
+    mesh,
+    sharding.DEFAULT_RULES,
+    loss_fn=lm_loss_fn(train_model),
+    optimizer=tx,
+    schedule=schedule,
   )
   state = parallel.abstract_state(init_fn)
   if mode == "pmap":  # a leading device axis, as Parallel.from_saved / put_batch make it

@@ -50,11 +50,12 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
     return TrainState.create(params, tx, state_rng)
 
   mesh = sharding.make_mesh(mesh_config, devices)
+  act_sharding = sharding.activation_sharding(mode, mesh)
   parallel = Parallel(
     mode,
     mesh,
     sharding.DEFAULT_RULES,
-    loss_fn=lm_loss_fn(model),
+    loss_fn=lm_loss_fn(GPT(MODEL, activation_sharding=act_sharding)),
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,

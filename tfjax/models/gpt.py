@@ -103,9 +103,16 @@ class GPTConfig:
 
 
 class GPT(nn.Module):
-  """Causal language model. Returns float32 logits [b, t, vocab_size]."""
+  """Causal language model. Returns float32 logits [b, t, vocab_size].
+
+  `activation_sharding` (a `jax.sharding.Sharding` of the batch axis, e.g. over data x fsdp)
+  pins the activations between layers to the batch split. Without it XLA may follow the
+  weights' FSDP sharding into the activations and compute every layer for the whole global
+  batch on every device. None (one device, shard_map, pmap): no constraint.
+  """
 
   config: GPTConfig
+  activation_sharding: Any = None
 
   @nn.compact
   def __call__(
@@ -133,6 +140,7 @@ class GPT(nn.Module):
       cfg.max_len, cfg.d_model, embedding_init=init, dtype=dtype, name="position_embed"
     )(positions)  # [b, t, d_model]
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+    x = self._constrain(x)
 
     # When decoding, each attention layer builds its mask from the cache and `positions`.
     mask = None if cfg.decode and not self.is_initializing() else causal_mask(length)
@@ -160,7 +168,9 @@ class GPT(nn.Module):
       )
     if cfg.scan_layers:
       scan = nn.scan(
-        functools.partial(_scan_body, forward),
+        functools.partial(
+          _scan_body, forward, functools.partial(_constrain, self.activation_sharding)
+        ),
         variable_axes={"params": 0, "cache": 0, "intermediates": 0},
         split_rngs={"params": True, "dropout": True},
         in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
@@ -170,7 +180,7 @@ class GPT(nn.Module):
       x, _ = scan(layer("layers"), x, mask, positions, deterministic)
     else:
       for i in range(cfg.num_layers):
-        x = forward(layer(f"layer_{i}"), x, mask, positions, deterministic)
+        x = self._constrain(forward(layer(f"layer_{i}"), x, mask, positions, deterministic))
     if cfg.pre_norm:
       x = nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=dtype, name="final_norm")(x)
 
@@ -185,7 +195,13 @@ class GPT(nn.Module):
         dot_general=_float32_dot_general,  # logits never rounded to bfloat16
         name="lm_head",
       )(x)
-    return logits.astype(jnp.float32)  # [b, t, vocab_size]
+    return self._constrain(logits.astype(jnp.float32))  # [b, t, vocab_size]
+
+  def _constrain(self, x: Array) -> Array:
+    return _constrain(self.activation_sharding, x)
+
+  def _constrain_fn(self) -> Callable[[Array], Array]:
+    return functools.partial(_constrain, self.activation_sharding)  # no module in nn.scan's body
 
 
 _float32_dot_general = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
@@ -198,8 +214,13 @@ def _layer_forward(
   return layer(x, mask, positions=positions, deterministic=deterministic)
 
 
+def _constrain(sharding: Any, x: Array) -> Array:
+  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+
+
 def _scan_body(
   forward: Callable[..., Array],
+  constrain: Callable[[Array], Array],
   layer: TransformerLayer,
   x: Array,
   mask: Array | None,
@@ -207,7 +228,7 @@ def _scan_body(
   deterministic: bool,
 ) -> tuple[Array, None]:
   """nn.scan's (carry, inputs) -> (carry, outputs) form of `forward`: x is the carry."""
-  return forward(layer, x, mask, positions, deterministic), None
+  return constrain(forward(layer, x, mask, positions, deterministic)), None
 
 
 def count_params(config: GPTConfig) -> int:

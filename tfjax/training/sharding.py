@@ -144,5 +144,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
+def activation_sharding(mode: str, mesh: Mesh) -> NamedSharding | None:
+  """What `GPT(activation_sharding=...)` wants: activations split by batch under sharded jit
+  (else XLA may follow the weights' fsdp sharding into them); None where the step is written
+  per device (shard_map, pmap) or runs on one device."""
+  return batch_sharding(mesh) if mode == "jit" and mesh.size > 1 else None
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())

@@ -137,6 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ------------------------------------------------------------------------ model and state
   model = GPT(model_config)
+  mode = parallel_cfg.get("mode", "jit")
+  train_model = GPT(model_config, activation_sharding=sharding.activation_sharding(mode, mesh))
   tx, schedule = optimizer.make_optimizer(train_cfg)
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(train_cfg.seed))
 
@@ -145,10 +147,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return TrainState.create(model.init(init_rng, dummy)["params"], tx, state_rng)
 
   parallel = Parallel(
-    parallel_cfg.get("mode", "jit"),
+    mode,
     mesh,
     parallel_cfg.get("rules", sharding.DEFAULT_RULES),
-    loss_fn=lm_loss_fn(model),
+    loss_fn=lm_loss_fn(train_model),
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
