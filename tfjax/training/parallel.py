@@ -25,7 +25,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from tfjax.training import sharding
 from tfjax.training.state import TrainState
-from tfjax.training.step import LossFn, _sum_over_devices, eval_step, train_step
+from tfjax.training.step import LossFn, eval_step, sum_over_devices, train_step
 
 PMAP_AXIS = "devices"
 
@@ -177,7 +177,7 @@ class Parallel:
       # the devices of all processes, so that every process gets the whole batch's loss.
       def per_device(params: Any, batch: Any) -> dict:
         metrics = self._eval_impl(params, batch)
-        loss, aux, _ = _sum_over_devices(metrics.pop("loss"), metrics, (), PMAP_AXIS)
+        loss, aux, _ = sum_over_devices(metrics.pop("loss"), metrics, (), PMAP_AXIS)
         return {"loss": loss, **aux}
 
       return jax.pmap(per_device, axis_name=PMAP_AXIS)

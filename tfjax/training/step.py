@@ -168,7 +168,7 @@ def train_step(
       loss_fn, state.params, batch, dropout_rng, grad_accum_steps
     )
   if axis_name is not None:
-    loss, aux, grads = _sum_over_devices(loss, aux, grads, axis_name)
+    loss, aux, grads = sum_over_devices(loss, aux, grads, axis_name)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {
@@ -181,7 +181,7 @@ def train_step(
   return new_state, metrics
 
 
-def _sum_over_devices(
+def sum_over_devices(
   loss: jax.Array, aux: dict, grads: Any, axis_name: str | tuple[str, ...]
 ) -> tuple[jax.Array, dict, Any]:
   """Per-device token means -> global token means: weight by tokens, `psum`, divide.
