@@ -144,7 +144,7 @@ def addressable_bytes_on_device_0(state: Any) -> int:
 def compile_step(parallel: Any, state: Any, batch: Any) -> tuple[Any, float, dict]:
   """Lower + compile the mode's train step for abstract inputs; its memory per device."""
   # Parallel has no public accessor for its (uncompiled) step; the benchmark needs `.lower`.
-  step_fn = parallel._compile_train_step()
+  step_fn = parallel.train_step_fn()
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch).compile()
   compile_s = time.perf_counter() - start

@@ -133,7 +133,7 @@ class Parallel:
 
   def train_step(self, state: TrainState, batch: Any) -> tuple[TrainState, dict]:
     if self._step is None:
-      self._step = self._compile_train_step()
+      self._step = self.train_step_fn()
     state, metrics = self._step(state, batch)
     if self.mode == "pmap":
       metrics = jax.tree.map(lambda x: x[0], metrics)  # identical on every device
@@ -148,7 +148,8 @@ class Parallel:
       metrics = jax.tree.map(lambda x: x[0], metrics)  # identical on every device
     return metrics
 
-  def _compile_train_step(self) -> Callable:
+  def train_step_fn(self) -> Callable:
+    """The jitted (or pmapped) step itself, e.g. to `.lower(...)` for compile time and memory."""
     if self.mode == "jit":
       return jax.jit(
         self._step_impl,
