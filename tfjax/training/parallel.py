@@ -99,6 +99,11 @@ class Parallel:
       lambda x: jax.make_array_from_process_local_data(self._replicated, x), one_copy
     )
 
+  def place_params(self, params: Any) -> Any:
+    """Parameters (host or device arrays, the same on every process) -> placed as the saved
+    state's params are (after `init_state` / `abstract_state`)."""
+    return jax.device_put(params, self._state_shardings.params)
+
   def _shardings_for(self, shapes: Any) -> Any:
     if self.mode == "jit":
       self._state_shardings = sharding.tree_shardings(shapes, self.mesh, self.rules)

@@ -1,43 +1,47 @@
-"""`train_and_evaluate(config, workdir)`: the whole run, top to bottom.
+"""`train_and_evaluate(config, workdir)`: the whole run, top to bottom, for any task.
 
 Sections: setup, data, model and state (fresh or resumed), loop (step, log, eval, checkpoint),
-end (final eval, loss-curve PNG, samples). A run killed at any point resumes from the latest
-checkpoint in `workdir` and continues with the same losses as an uninterrupted run.
+end (final eval, loss-curve PNG, the task's outputs and report). A run killed at any point
+resumes from the latest checkpoint in `workdir` and continues with the same losses as an
+uninterrupted run. What differs between GPT, BERT pre-training and fine-tuning is a `Task`
+(tfjax/training/task.py), named by `config.task`.
 """
 
 import dataclasses
 import functools
 import json
-import math
 import os
 import shutil
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 
-from tfjax import decoding
-from tfjax.data import lm as lm_data
-from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint, metrics, optimizer, plots, sharding
-from tfjax.training.lm import gpt_flops_per_token, lm_loss_fn
+from tfjax.training.lm import LanguageModelTask
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
 from tfjax.training.step import check_grad_accum_steps
+from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task
+
+TASKS: dict[str, type[Task]] = {
+  "lm": LanguageModelTask,
+}
 
 
-def validate_config(config: ml_collections.ConfigDict) -> GPTConfig:
-  """Checks the config before any data or compilation; returns the model config."""
-  model_config = GPTConfig.from_config(config.model)
-  seq_len, train, sample = config.data.seq_len, config.train, config.sample
-  if seq_len > model_config.max_len:
-    raise ValueError(
-      f"data.seq_len={seq_len} is longer than the position table (model.max_len="
-      f"{model_config.max_len}); lower data.seq_len or raise model.max_len"
-    )
+def make_task(config: ml_collections.ConfigDict) -> Task:
+  """The task `config.task` names ("lm" when the config has no `task`), its config checked."""
+  name = config.get("task", "lm")
+  if name not in TASKS:
+    raise ValueError(f"task={name!r} is unknown; choose one of {sorted(TASKS)}")
+  return TASKS[name](config)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> Task:
+  """Checks the config before any data or compilation; returns its task."""
+  train = config.train
   for name in ("batch_size", "num_steps", "log_every", "eval_every", "eval_batches"):
     if train[name] < 1:
       raise ValueError(f"train.{name}={train[name]} must be >= 1")
@@ -51,28 +55,10 @@ def validate_config(config: ml_collections.ConfigDict) -> GPTConfig:
       f"train.log_every={train.log_every}, so that a resumed run logs the same step windows"
     )
   optimizer.make_optimizer(train)  # raises on bad optimizer or schedule values
-  if not 1 <= sample.max_new_tokens < model_config.max_len:
-    raise ValueError(
-      f"sample.max_new_tokens={sample.max_new_tokens} must be in [1, model.max_len="
-      f"{model_config.max_len}) to leave room for the prompt"
-    )
-  if not sample.prompts or not all(sample.prompts):
-    raise ValueError("sample.prompts must be non-empty strings, e.g. ('The city of',)")
-  if sample.temperature < 0 or sample.top_k < 0 or not 0 < sample.top_p <= 1:
-    raise ValueError(
-      f"sample.temperature={sample.temperature} (>= 0), sample.top_k={sample.top_k} (>= 0) "
-      f"and sample.top_p={sample.top_p} (in (0, 1]) are out of range"
-    )
-  return model_config
+  return make_task(config)
 
 
-# Settings a resumed run must share with the checkpoint's run, beyond the model's architecture.
-_RUN_IDENTITY = ("data.name", "data.text_field", "data.train_split", "data.seq_len", "train.seed")
-# Model settings that may change on resume: they change no parameter and no data.
-_MAY_CHANGE_ON_RESUME = ("dtype", "dropout_rate", "attention_dropout_rate", "remat_policy")
-
-
-def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
+def check_same_run(workdir: str, config: ml_collections.ConfigDict, task: Task) -> None:
   """Raises if `workdir/config.json` describes another model or data stream than `config`.
 
   Shapes alone cannot tell: num_heads or the activation can change with every parameter shape
@@ -84,18 +70,23 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
   with open(path) as f:
     saved = json.load(f)
   current = json.loads(config.to_json_best_effort())
+  lookup = lambda tree, key: functools.reduce(lambda d, k: (d or {}).get(k), key.split("."), tree)
+  if lookup(saved, "task") != lookup(current, "task"):
+    raise ValueError(
+      f"{workdir} holds a run of task {saved.get('task', 'lm')!r}, not "
+      f"{current.get('task', 'lm')!r}; use a fresh --workdir"
+    )
   # Compare models field by field, defaults filled in (older config files lack newer keys).
-  saved_model = dataclasses.asdict(GPTConfig.from_config(saved["model"]))
-  current_model = dataclasses.asdict(GPTConfig.from_config(current["model"]))
+  saved_model = dataclasses.asdict(task.model_config_cls.from_config(saved["model"]))
+  current_model = dataclasses.asdict(task.model_config_cls.from_config(current["model"]))
   diffs = [
     f"model.{k}: checkpoint {saved_model[k]!r}, config {current_model[k]!r}"
     for k in saved_model
-    if k not in _MAY_CHANGE_ON_RESUME and saved_model[k] != current_model[k]
+    if k not in MAY_CHANGE_ON_RESUME and saved_model[k] != current_model[k]
   ]
-  lookup = lambda tree, key: functools.reduce(lambda d, k: (d or {}).get(k), key.split("."), tree)
   diffs += [
     f"{key}: checkpoint {lookup(saved, key)!r}, config {lookup(current, key)!r}"
-    for key in _RUN_IDENTITY
+    for key in task.run_identity
     if lookup(saved, key) != lookup(current, key)
   ]
   if diffs:
@@ -106,11 +97,11 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains a GPT language model as `config` says, in `workdir`; returns the final metrics."""
+  """Trains the model of `config.task` as `config` says, in `workdir`; returns final metrics."""
   # ---------------------------------------------------------------------------------- setup
   parallel_cfg = config.get("parallel", ml_collections.ConfigDict())
   sharding.initialize_distributed(parallel_cfg)  # before any other JAX call
-  model_config = validate_config(config)
+  task = validate_config(config)
   train_cfg = config.train
   mesh = sharding.make_mesh(parallel_cfg.get("mesh", {"data": -1}))
   grad_accum_steps = train_cfg.get("grad_accum_steps", 1)
@@ -119,38 +110,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   is_main = jax.process_index() == 0
 
   # ----------------------------------------------------------------------------------- data
-  data = lm_data.prepare_lm_data(config.data, vocab_size=model_config.vocab_size)
-  train_tokens = data.tokens(config.data.train_split)
-  eval_tokens = data.tokens(config.data.eval_split)
-  seq_len = config.data.seq_len
-  train_iter = lm_data.train_iterator(
-    train_tokens,
-    seq_len,
-    train_cfg.batch_size // jax.process_count(),
-    seed=train_cfg.seed,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  eval_data = lm_data.eval_batches(
-    eval_tokens, seq_len, train_cfg.batch_size, train_cfg.eval_batches
-  )
+  data = task.prepare_data(jax.process_index(), jax.process_count())
+  train_iter = data.train_iter
 
   # ------------------------------------------------------------------------ model and state
-  model = GPT(model_config)
   mode = parallel_cfg.get("mode", "jit")
-  train_model = GPT(model_config, activation_sharding=sharding.activation_sharding(mode, mesh))
+  train_model = task.model(activation_sharding=sharding.activation_sharding(mode, mesh))
   tx, schedule = optimizer.make_optimizer(train_cfg)
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(train_cfg.seed))
 
   def init_state() -> TrainState:
-    dummy = jnp.zeros((1, seq_len), jnp.int32)
-    return TrainState.create(model.init(init_rng, dummy)["params"], tx, state_rng)
+    return TrainState.create(task.init_params(init_rng), tx, state_rng)
 
   parallel = Parallel(
     mode,
     mesh,
     parallel_cfg.get("rules", sharding.DEFAULT_RULES),
-    loss_fn=lm_loss_fn(train_model),
+    loss_fn=task.loss_fn(train_model),
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
@@ -159,32 +135,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if manager.latest_step() is not None:
     abstract_state = parallel.abstract_state(init_state)  # with this mesh's shardings
     checkpoint.check_params_fit(manager, manager.latest_step(), abstract_state.params)
-    check_same_run(workdir, config)  # what shapes cannot tell
+    check_same_run(workdir, config, task)  # what shapes cannot tell
     state = parallel.from_saved(checkpoint.restore(manager, abstract_state, train_iter))
     logging.warning("Resumed from step %d in %s", int(state.step), workdir)
   else:
     state = parallel.init_state(init_state)
+    fresh = parallel.to_saved(state)
+    params = task.initial_params(fresh.params)
+    if params is not fresh.params:  # e.g. pre-trained weights for fine-tuning
+      state = parallel.from_saved(fresh.replace(params=parallel.place_params(params)))
   start_step = int(jax.device_get(parallel.to_saved(state).step))
   if is_main:  # only now that a checkpoint fits: a failed resume leaves the workdir as it was
     path = os.path.join(workdir, "config.json")
     with open(path + ".tmp", "w") as f:
       f.write(config.to_json_best_effort(indent=2))
     os.replace(path + ".tmp", path)  # other processes may be reading it (check_same_run)
-    shutil.copyfile(data.tokenizer.model_path, os.path.join(workdir, "tokenizer.model"))
+    for name, source in data.files.items():
+      shutil.copyfile(source, os.path.join(workdir, name))
 
-  placed_eval_data = [parallel.put_global_batch(batch) for batch in eval_data]
+  placed_eval_data = [parallel.put_global_batch(batch) for batch in data.eval_batches]
 
   def evaluate(params) -> dict[str, float]:
+    """Every metric averaged over the eval batches, weighted by their token counts."""
     results = jax.device_get([parallel.eval_step(params, b) for b in placed_eval_data])
-    losses = np.concatenate([np.ravel(m["loss"]) for m in results])
     num_tokens = np.concatenate([np.ravel(m["num_tokens"]) for m in results])
-    loss = float(np.sum(losses * num_tokens) / np.sum(num_tokens))
-    return {"loss": loss, "perplexity": math.exp(loss)}
+    means = {
+      name: float(
+        np.sum(np.concatenate([np.ravel(m[name]) for m in results]) * num_tokens)
+        / max(np.sum(num_tokens), 1.0)
+      )
+      for name in results[0]
+      if name != "num_tokens"
+    }
+    return task.summarize(means)
 
-  abstract_params = jax.eval_shape(init_state).params
-  flops_per_token = gpt_flops_per_token(model_config, abstract_params, seq_len)
+  flops_per_token = task.flops_per_token(jax.eval_shape(init_state).params)
   peak_flops = metrics.measure_matmul_peak_flops()
-  tokens_per_step = train_cfg.batch_size * seq_len
+  tokens_per_step = train_cfg.batch_size * data.tokens_per_example
 
   # ----------------------------------------------------------------------------------- loop
   writer = metrics.MetricWriter(workdir)
@@ -208,10 +195,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         elapsed = time.perf_counter() - window_start
         summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         summary.pop("num_tokens", None)
-        summary["perplexity"] = math.exp(min(summary["loss"], 50.0))
+        summary = task.summarize(summary)
         if timed_steps:
           summary["tokens_per_s"] = tokens_per_step * timed_steps / elapsed
-          summary["mfu"] = metrics.mfu(summary["tokens_per_s"], flops_per_token, peak_flops)
+          if flops_per_token:
+            summary["mfu"] = metrics.mfu(summary["tokens_per_s"], flops_per_token, peak_flops)
         writer.write(step, summary, "train")
         progress.update(step, loss=summary["loss"], tokens_per_s=summary.get("tokens_per_s"))
         window, timed_steps, window_start = [], 0, time.perf_counter()
@@ -230,38 +218,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ------------------------------------------------------------------------------------ end
   final = {f"eval_{k}": v for k, v in (last_eval or evaluate(state.params)).items()}
-  eval_targets = np.concatenate([np.ravel(batch["targets"]) for batch in eval_data])
-  final["unigram_perplexity"] = lm_data.unigram_perplexity(
-    train_tokens, eval_targets, model_config.vocab_size
-  )
   final_state = parallel.to_saved(state)
   final["step"] = int(jax.device_get(final_state.step))
+  report = task.finish(final_state.params, workdir, final, data)
   if is_main:
     plots.plot_loss_curves(metrics.read_metrics(workdir), os.path.join(workdir, "loss.png"))
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(final, f, indent=2)
-  sample_cfg = config.sample
-  samples = decoding.complete_texts(
-    model_config,
-    final_state.params,
-    data.tokenizer,
-    sample_cfg.prompts,
-    max_new_tokens=sample_cfg.max_new_tokens,
-    seed=sample_cfg.seed,
-    temperature=sample_cfg.temperature,
-    top_k=sample_cfg.top_k,
-    top_p=sample_cfg.top_p,
-  )
-  if is_main:
-    with open(os.path.join(workdir, "samples.txt"), "w") as f:
-      f.write("\n\n".join(samples) + "\n")
-    report = [
-      f"step {final['step']}: validation loss {final['eval_loss']:.3f}, "
-      f"perplexity {final['eval_perplexity']:.1f} "
-      f"(unigram model on the same tokens: {final['unigram_perplexity']:.1f})",
-      f"loss curve: {os.path.join(workdir, 'loss.png')}",
-      "samples:",
-      *(f"  {s!r}" for s in samples),
-    ]
+    report.append(f"loss curve: {os.path.join(workdir, 'loss.png')}")
     print("\n".join(report))  # the run's report to the user
   return final
