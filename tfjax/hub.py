@@ -30,7 +30,7 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 GPT2_EOS_ID = 50256  # "<|endoftext|>"
 HF_PREFIX = "transformer."  # GPT2LMHeadModel nests the body; GPT2Model and old files do not
 _DIR_CONTENTS = (
-  f"an HF GPT-2 checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE} (or "
+  f"an HF checkpoint directory holds {CONFIG_FILE} and {WEIGHTS_FILE} (or "
   f"{WEIGHTS_INDEX_FILE} and the shards it lists), as written by transformers' "
   "save_pretrained(..., safe_serialization=True)"
 )
@@ -199,12 +199,13 @@ def expected_param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
   return {path: tuple(leaf.shape) for path, leaf in flat.items()}
 
 
-def _pattern(template: str) -> re.Pattern:
+def name_pattern(template: str) -> re.Pattern:
+  """The regex of an HF name template: "{i}" matches a layer index (group "i")."""
   return re.compile(re.escape(template).replace(r"\{i\}", r"(?P<i>\d+)") + "$")
 
 
-_NAME_PATTERNS = [(_pattern(hf), ours, transform) for hf, ours, transform in GPT2_PARAM_NAMES]
-_BUFFER_PATTERNS = [_pattern(name) for name in GPT2_BUFFERS]
+_NAME_PATTERNS = [(name_pattern(hf), ours, transform) for hf, ours, transform in GPT2_PARAM_NAMES]
+_BUFFER_PATTERNS = [name_pattern(name) for name in GPT2_BUFFERS]
 
 
 def _name_map(
@@ -336,7 +337,8 @@ def _untie_if_needed(config: GPTConfig, tensors: dict[str, np.ndarray]) -> GPTCo
 # ----------------------------------------------------------------------------------------------
 
 
-def _require(path: Path) -> Path:
+def require_file(path: Path) -> Path:
+  """`path`, or a FileNotFoundError that says what an HF checkpoint directory holds."""
   if not path.is_file():
     hint = ""
     if path.name.endswith(".safetensors") and (path.parent / "pytorch_model.bin").exists():
@@ -354,11 +356,11 @@ def read_safetensors(model_dir: str | Path) -> dict[str, np.ndarray]:
   model_dir = Path(model_dir)
   single = model_dir / WEIGHTS_FILE
   if single.is_file() or not (model_dir / WEIGHTS_INDEX_FILE).is_file():
-    return load_file(_require(single))
+    return load_file(require_file(single))
   weight_map = json.loads((model_dir / WEIGHTS_INDEX_FILE).read_text())["weight_map"]
   tensors = {}
   for shard in sorted(set(weight_map.values())):
-    tensors.update(load_file(_require(model_dir / shard)))
+    tensors.update(load_file(require_file(model_dir / shard)))
   missing = sorted(set(weight_map) - set(tensors))
   if missing:
     raise ValueError(f"{WEIGHTS_INDEX_FILE} lists tensors that no shard holds: {missing}")
@@ -369,7 +371,7 @@ def load_gpt2(model_dir: str | Path) -> tuple[GPTConfig, Params]:
   """(config, params) of an HF GPT-2 checkpoint directory; `GPT(config).apply({"params":
   params}, tokens)` then gives HF's logits."""
   model_dir = Path(model_dir)
-  hf_config = json.loads(_require(model_dir / CONFIG_FILE).read_text())
+  hf_config = json.loads(require_file(model_dir / CONFIG_FILE).read_text())
   config = gpt2_config_from_hf(hf_config)
   tensors = _strip_prefix(read_safetensors(model_dir))
   config = _untie_if_needed(config, tensors)

@@ -144,3 +144,41 @@ def transformer_layer(
 
 def causal(length):
   return np.array([[[[j <= i for j in range(length)] for i in range(length)]]])
+
+
+def bert_encoder(p, tokens, segment_ids, attention_mask, *, num_heads, activation, eps):
+  """BERT's encoder and pooler (Devlin et al. 2018, §3): x = LN(token + position + segment
+  embeddings), post-LN layers whose attention sees the real keys only, pooled =
+  tanh(dense(x[:, 0])). `p` is a BertModel's params. Returns ([embeddings, layer 1, ...], pooled).
+  """
+  e = p["embeddings"]
+  tokens, segment_ids = np.asarray(tokens), np.asarray(segment_ids)
+  x = (
+    e["token_embed"]["embedding"][tokens]
+    + e["position_embed"]["embedding"][None, : tokens.shape[1]]
+    + e["segment_embed"]["embedding"][segment_ids]
+  )
+  states = [layer_norm(x, e["embed_norm"], eps)]
+  key_mask = np.asarray(attention_mask, bool)[:, None, None, :]  # [b, 1, 1, k]
+  i = 0
+  while f"layer_{i}" in p:
+    states.append(
+      transformer_layer(
+        p[f"layer_{i}"],
+        states[-1],
+        key_mask,
+        num_heads=num_heads,
+        activation=activation,
+        pre_norm=False,
+        eps=eps,
+      )
+    )
+    i += 1
+  return states, np.tanh(dense(states[-1][:, 0], p["pooler"]))
+
+
+def bert_mlm_logits(p, hidden, *, activation, eps):
+  """BERT's masked-LM head: LN(act(dense(h))) @ E^T + bias, E the token table (tied decoder).
+  `p` is a BertForPreTraining's params."""
+  x = layer_norm(ACTIVATIONS[activation](dense(hidden, p["mlm_transform"])), p["mlm_norm"], eps)
+  return x @ p["bert"]["embeddings"]["token_embed"]["embedding"].T + p["mlm_output_bias"]

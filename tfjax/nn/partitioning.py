@@ -23,6 +23,14 @@ PARAM_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
   (r"output/kernel", ("mlp", "embed")),
   (r"(out|output)/bias", ("embed",)),
   (r"lm_head/kernel", ("embed", "vocab")),
+  # BERT (tfjax.models.bert): the type table is tiny and, like the task heads' class axis,
+  # named by an axis no sharding rule maps, so it stays replicated.
+  (r"segment_embed/embedding", ("segment", "embed")),
+  (r"(pooler|mlm_transform)/kernel", ("embed", "embed")),  # mesh_spec shards one of the two
+  (r"(pooler|mlm_transform)/bias", ("embed",)),
+  (r"mlm_output_bias", ("vocab",)),
+  (r"(nsp|classifier|qa_outputs)/kernel", ("embed", "classes")),
+  (r"(nsp|classifier|qa_outputs)/bias", ("classes",)),
   (r"\w*_norm/(scale|bias)", ("embed",)),  # every LayerNorm: <sublayer>_norm, final_norm
 )
 _PATTERNS = [(re.compile(f"(^|/){pattern}$"), axes) for pattern, axes in PARAM_AXES]
