@@ -1,0 +1,351 @@
+"""Sequence-classification inputs for BERT: TFDS examples -> fixed-length token rows -> batches.
+
+One example becomes `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` for a pair, padded to
+`max_seq_len`, with segment ids 0 for `[CLS] a [SEP]` and 1 for `b [SEP]` (Devlin et al. 2018,
+§3, Fig. 2). Any tokenizer with `encode_batch`, `cls_id`, `sep_id` and `pad_id` works (WordPiece
+for imported checkpoints, sentencepiece for our own). Splits are small (thousands of short texts
+encode in about a second), so they are encoded in memory on every run, with no cache.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from tfjax.data import (
+  lm,
+  rotten_tomatoes,  # noqa: F401  (registers the builder with TFDS)
+  wiki_topics,  # noqa: F401  (registers the builder with TFDS)
+)
+
+# Feature names of a batch; the model's inputs are the first three.
+FEATURES = ("tokens", "segment_ids", "attention_mask", "label", "weights")
+
+
+class Tokenizer(Protocol):
+  """What the encoder needs of a tokenizer (no special tokens added by `encode_batch`)."""
+
+  @property
+  def cls_id(self) -> int: ...
+
+  @property
+  def sep_id(self) -> int: ...
+
+  @property
+  def pad_id(self) -> int: ...
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationExamples:
+  """Encoded examples of one split; row i is example i, in the order given."""
+
+  tokens: np.ndarray  # [n, max_seq_len] int32: [CLS] a [SEP] (b [SEP]), then pad_id
+  segment_ids: np.ndarray  # [n, max_seq_len] int32: 1 on b [SEP], else 0
+  attention_mask: np.ndarray  # [n, max_seq_len] int32: 1 on real tokens, 0 on padding
+  label: np.ndarray  # [n] int32
+  num_truncated: int  # examples shortened to fit max_seq_len
+
+  def __len__(self) -> int:
+    return len(self.label)
+
+  def rows(self, indices: Any) -> dict[str, np.ndarray]:
+    """The examples at `indices` (an int or an index array) as a batch, weights 1."""
+    label = self.label[indices]
+    return {
+      "tokens": self.tokens[indices],
+      "segment_ids": self.segment_ids[indices],
+      "attention_mask": self.attention_mask[indices],
+      "label": label,
+      "weights": np.ones(np.shape(label), np.float32),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationData:
+  """The label names and the encoded train, eval and (optional) test splits of one dataset."""
+
+  label_names: tuple[str, ...]
+  train: ClassificationExamples
+  eval: ClassificationExamples
+  test: ClassificationExamples | None
+
+  @property
+  def num_labels(self) -> int:
+    return len(self.label_names)
+
+
+def truncate_pair_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+  """Lengths of a pair cut "longest first" to at most `budget` tokens together.
+
+  The closed form of Google BERT's `_truncate_seq_pair` (run_classifier.py), which drops the
+  last token of the longer side (of `b` on a tie) until the pair fits.
+  """
+  if len_a + len_b <= budget:
+    return len_a, len_b
+  half_b = budget // 2
+  half_a = budget - half_b
+  if len_a <= half_a:
+    return len_a, budget - len_a
+  if len_b <= half_b:
+    return budget - len_b, len_b
+  return half_a, half_b
+
+
+def label_ids(labels: Sequence[Any], label_names: Sequence[str]) -> np.ndarray:
+  """Labels given as names (str or bytes) or as ids -> int32 ids in [0, len(label_names))."""
+  index = {name: i for i, name in enumerate(label_names)}
+  ids = np.zeros((len(labels),), np.int32)
+  for i, label in enumerate(labels):
+    if isinstance(label, bytes):
+      label = label.decode("utf-8")
+    if isinstance(label, str):
+      if label not in index:
+        raise ValueError(
+          f"example {i} has the unknown label {label!r}; the known labels are {list(label_names)}"
+        )
+      ids[i] = index[label]
+    else:
+      if not 0 <= int(label) < len(label_names):
+        raise ValueError(
+          f"example {i} has label id {int(label)}, outside [0, {len(label_names)}) of the labels "
+          f"{list(label_names)}; an unlabelled split (GLUE test splits use -1) cannot be scored: "
+          "use a labelled split"
+        )
+      ids[i] = int(label)
+  return ids
+
+
+def encode_examples(
+  tokenizer: Tokenizer,
+  texts: Sequence[str],
+  labels: Sequence[Any],
+  label_names: Sequence[str],
+  *,
+  max_seq_len: int,
+  text_pairs: Sequence[str] | None = None,
+  truncate: bool = True,
+  name: str = "the examples",
+) -> ClassificationExamples:
+  """Encodes single texts or (text, text_pair) pairs with their labels into fixed-length rows.
+
+  Too long examples are cut at the end (pairs longest-first, see `truncate_pair_lengths`) and
+  counted in `num_truncated`, or rejected when `truncate` is False. `name` says in errors which
+  examples these are ("split 'train' of dataset 'x'").
+  """
+  is_pair = text_pairs is not None
+  n = len(texts)
+  if len(labels) != n or (is_pair and len(text_pairs) != n):
+    pair_count = f", {len(text_pairs)} text pairs" if is_pair else ""
+    raise ValueError(
+      f"{name}: {n} texts{pair_count} and {len(labels)} labels; give one of each per example"
+    )
+  num_special = 3 if is_pair else 2
+  min_len = num_special + (2 if is_pair else 1)
+  if max_seq_len < min_len:
+    raise ValueError(
+      f"max_seq_len={max_seq_len} leaves no room for text next to the {num_special} special "
+      f"tokens; use max_seq_len >= {min_len}"
+    )
+  ids = label_ids(labels, label_names)
+  sides = [_encode_side(tokenizer, texts, "text", name)]
+  if is_pair:
+    sides.append(_encode_side(tokenizer, text_pairs, "text_pair", name))
+
+  lengths = np.array([[len(ids_) for ids_ in side] for side in sides]).T  # [n, sides]
+  full = lengths.sum(axis=1) + num_special
+  too_long = full > max_seq_len
+  if too_long.any() and not truncate:
+    longest = int(np.argmax(full))
+    raise ValueError(
+      f"example {longest} of {name} has {int(full[longest])} tokens with [CLS]/[SEP], more than "
+      f"max_seq_len={max_seq_len} ({int(too_long.sum())} examples are too long); raise "
+      "max_seq_len or set truncate=True"
+    )
+
+  tokens = np.full((n, max_seq_len), tokenizer.pad_id, np.int32)
+  segment_ids = np.zeros((n, max_seq_len), np.int32)
+  attention_mask = np.zeros((n, max_seq_len), np.int32)
+  budget = max_seq_len - num_special
+  for i in range(n):
+    if is_pair:
+      len_a, len_b = truncate_pair_lengths(*lengths[i], budget)
+      b = [*sides[1][i][:len_b], tokenizer.sep_id]
+    else:
+      len_a, b = min(lengths[i, 0], budget), []
+    a = [tokenizer.cls_id, *sides[0][i][:len_a], tokenizer.sep_id]
+    tokens[i, : len(a) + len(b)] = a + b
+    segment_ids[i, len(a) : len(a) + len(b)] = 1
+    attention_mask[i, : len(a) + len(b)] = 1
+  return ClassificationExamples(tokens, segment_ids, attention_mask, ids, int(too_long.sum()))
+
+
+def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> ClassificationData:
+  """Reads a TFDS text-classification dataset by name and encodes its splits.
+
+  `data_config` is `config.data`: name (e.g. "rotten_tomatoes", "wiki_topics", "glue/sst2",
+  "glue/mrpc", "imdb_reviews"), tfds_data_dir ("" for the TFDS default), text_field,
+  text_pair_field ("" for single texts), label_field (a ClassLabel feature), train_split,
+  eval_split, test_split ("" for none), max_seq_len, truncate. The dataset is prepared once as
+  array_record and read with `tfds.data_source` (no TensorFlow).
+  """
+  name = data_config.name
+  builder = lm._prepared_builder(name, data_config.tfds_data_dir or None)
+  features = builder.info.features
+  text_fields = [data_config.text_field] + (
+    [data_config.text_pair_field] if data_config.text_pair_field else []
+  )
+  for key, field in (
+    ("text_field", data_config.text_field),
+    ("text_pair_field", data_config.text_pair_field),
+    ("label_field", data_config.label_field),
+  ):
+    if field and field not in features:
+      raise ValueError(
+        f"dataset '{name}' has no feature '{field}'; its features are {list(features.keys())}. "
+        f"Set config.data.{key} to one of them"
+      )
+  label_feature = features[data_config.label_field]
+  if not isinstance(label_feature, tfds.features.ClassLabel):
+    raise ValueError(
+      f"feature '{data_config.label_field}' of dataset '{name}' is a "
+      f"{type(label_feature).__name__}, not a ClassLabel; set config.data.label_field to the "
+      "class label"
+    )
+  label_names = tuple(label_feature.names)
+
+  def encode_split(split: str) -> ClassificationExamples:
+    available = list(builder.info.splits.keys())
+    if any(part.split("[")[0].strip() not in available for part in split.split("+")):
+      raise ValueError(f"dataset '{name}' has no split '{split}'; its splits are {available}")
+    what = f"split '{split}' of dataset '{name}'"
+    columns = _read_columns(
+      builder.as_data_source(split=split), [*text_fields, data_config.label_field]
+    )
+    if not columns[data_config.text_field]:
+      raise ValueError(f"{what} has no examples")
+    examples = encode_examples(
+      tokenizer,
+      columns[data_config.text_field],
+      columns[data_config.label_field],
+      label_names,
+      max_seq_len=data_config.max_seq_len,
+      text_pairs=columns[data_config.text_pair_field] if data_config.text_pair_field else None,
+      truncate=data_config.truncate,
+      name=what,
+    )
+    logging.info(
+      "Encoded %s: %d examples, %d truncated to max_seq_len=%d",
+      what,
+      len(examples),
+      examples.num_truncated,
+      data_config.max_seq_len,
+    )
+    return examples
+
+  return ClassificationData(
+    label_names=label_names,
+    train=encode_split(data_config.train_split),
+    eval=encode_split(data_config.eval_split),
+    test=encode_split(data_config.test_split) if data_config.test_split else None,
+  )
+
+
+def train_iterator(
+  examples: ClassificationExamples,
+  batch_size: int,
+  seed: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> grain.DatasetIterator:
+  """Endless shuffled batches for this process; checkpointable (`get_state()`/`set_state()`).
+
+  As `lm.train_iterator`: a fresh global order each epoch from `seed`, process `i` taking
+  examples `i::process_count` of it; `batch_size` is per process; batches run across epochs.
+  Batches hold FEATURES, with weights 1.
+  """
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
+  if batch_size < 1:
+    raise ValueError(f"batch_size={batch_size} must be positive")
+  if len(examples) < process_count:
+    raise ValueError(
+      f"{len(examples)} examples cannot be shared by {process_count} processes; use a larger "
+      "train split"
+    )
+  ds = grain.MapDataset.source(_Rows(examples)).seed(seed).shuffle()[process_index::process_count]
+  ds = ds.repeat().batch(batch_size, drop_remainder=True)
+  # Rows are numpy slices of in-memory arrays: reading threads would only contend.
+  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)))
+
+
+def eval_batches(examples: ClassificationExamples, batch_size: int) -> list[dict[str, np.ndarray]]:
+  """Every example exactly once, in order, in batches of `batch_size` rows (global batches).
+
+  The last batch is filled with copies of example 0 weighted 0 (real inputs rather than empty
+  rows, whose fully masked attention could give NaN), so a weighted mean counts each example
+  once.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size={batch_size} must be positive")
+  if len(examples) == 0:
+    raise ValueError("no examples to evaluate")
+  batches = []
+  for start in range(0, len(examples), batch_size):
+    index = np.arange(start, start + batch_size)
+    real = index < len(examples)
+    batch = examples.rows(np.where(real, index, 0))
+    batch["weights"] = real.astype(np.float32)
+    batches.append(batch)
+  return batches
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+class _Rows:
+  """Random access to the examples as dicts of FEATURES (weights 1), for grain."""
+
+  def __init__(self, examples: ClassificationExamples):
+    self._examples = examples
+
+  def __len__(self) -> int:
+    return len(self._examples)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if not 0 <= index < len(self):
+      raise IndexError(f"example {index} out of range [0, {len(self)})")
+    return self._examples.rows(index)
+
+
+def _encode_side(
+  tokenizer: Tokenizer, texts: Sequence[str], side: str, name: str
+) -> list[list[int]]:
+  """Token ids of each text (no specials); an empty text is an error naming its example."""
+  ids = []
+  for start in range(0, len(texts), lm._ENCODE_CHUNK):
+    ids.extend(tokenizer.encode_batch(list(texts[start : start + lm._ENCODE_CHUNK])))
+  for i, text_ids in enumerate(ids):
+    if not text_ids:
+      raise ValueError(
+        f"example {i} of {name} has an empty {side} ({texts[i]!r} encodes to no tokens); "
+        "remove it from the dataset or fill it in"
+      )
+  return ids
+
+
+def _read_columns(source: Any, fields: Sequence[str]) -> dict[str, list[Any]]:
+  """The values of `fields` of every example of a TFDS data source, in order; text decoded."""
+  columns: dict[str, list[Any]] = {field: [] for field in fields}
+  for start in range(0, len(source), lm._ENCODE_CHUNK):
+    keys = list(range(start, min(start + lm._ENCODE_CHUNK, len(source))))
+    for example in source.__getitems__(keys):
+      for field in fields:
+        value = example[field]
+        columns[field].append(value.decode("utf-8") if isinstance(value, bytes) else value)
+  return columns
