@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from tfjax.models import bert
 from tfjax.models.gpt import GPTConfig, count_params
 from tfjax.training import trainer
 
@@ -40,3 +41,21 @@ def test_published_configs_have_the_hf_parameter_count(name):
   assert num_params == HF_PARAMETER_COUNTS[name]
   stated = re.search(r"\(([\d,]+) parameters\)", module.__doc__).group(1)
   assert int(stated.replace(",", "")) == num_params
+
+
+# HF BertForPreTraining (MLM + NSP heads) and BertModel (encoder + pooler) (DESIGN.md §7).
+BERT_PARAMETER_COUNTS = {
+  "bert_base": (110_106_428, 109_482_240),
+  "bert_large": (336_226_108, 335_141_888),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BERT_PARAMETER_COUNTS))
+def test_bert_configs_have_the_hf_parameter_counts(name):
+  module = importlib.import_module(f"configs.{name}")
+  config = bert.BertConfig.from_config(module.get_config().model)
+  with_heads, encoder = BERT_PARAMETER_COUNTS[name]
+  assert bert.count_params(config, "pretraining") == with_heads
+  assert bert.count_params(config, "model") == encoder
+  stated = re.search(r"\(([\d,]+) parameters with the MLM", module.__doc__).group(1)
+  assert int(stated.replace(",", "")) == with_heads

@@ -26,6 +26,10 @@ UNK_ID = 1
 BOS_ID = 2
 EOS_ID = 3
 
+# `special_tokens="bert"`: BERT's specials (Devlin et al. 2018, §3) and no BOS/EOS. [CLS], [SEP] and
+# [MASK] are control symbols: they have ids but are never produced from text, and decode to "".
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4
+
 # Bump when the training recipe below changes in a way the options do not show.
 _RECIPE_VERSION = 1
 
@@ -82,21 +86,36 @@ class SentencePieceTokenizer:
 
 
 def training_options(
-  vocab_size: int, *, max_sentences: int = 300_000, character_coverage: float = 0.9995
+  vocab_size: int,
+  *,
+  max_sentences: int = 300_000,
+  character_coverage: float = 0.9995,
+  special_tokens: str = "bos_eos",
 ) -> dict[str, object]:
-  """The SentencePiece trainer options of our BPE recipe; all of them name the cached file."""
-  if vocab_size < 260:
+  """The SentencePiece trainer options of our BPE recipe; all of them name the cached file.
+
+  `special_tokens` is "bos_eos" (pad, unk, bos, eos = 0..3, for GPT and seq2seq) or "bert"
+  (BERT_SPECIAL_TOKENS = 0..4, no bos/eos).
+  """
+  if special_tokens == "bos_eos":
+    specials: dict[str, object] = dict(pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID)
+  elif special_tokens == "bert":
+    pad, unk, *control = BERT_SPECIAL_TOKENS
+    specials = dict(pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, pad_piece=pad, unk_piece=unk)
+    specials["control_symbols"] = ",".join(control)  # ids 2, 3, 4, after pad and unk
+  else:
+    raise ValueError(f"special_tokens={special_tokens!r} is unknown; use 'bos_eos' or 'bert'")
+  num_special = 4 if special_tokens == "bos_eos" else len(BERT_SPECIAL_TOKENS)
+  if vocab_size < 256 + num_special:
     raise ValueError(
-      f"vocab_size={vocab_size} is too small: byte fallback alone needs 256 pieces plus 4 special "
-      "tokens; choose vocab_size >= 260 (e.g. 8192)"
+      f"vocab_size={vocab_size} is too small: byte fallback alone needs 256 pieces plus "
+      f"{num_special} special tokens; choose vocab_size >= {256 + num_special} (e.g. 8192)"
     )
+  # "bos_eos" adds no key, so the GPT tokenizers cached before this option keep their file names.
   return dict(
     model_type="bpe",
     vocab_size=int(vocab_size),
-    pad_id=PAD_ID,
-    unk_id=UNK_ID,
-    bos_id=BOS_ID,
-    eos_id=EOS_ID,
+    **specials,
     byte_fallback=True,
     character_coverage=float(character_coverage),
     normalization_rule_name="identity",
@@ -128,15 +147,19 @@ def train_or_load_tokenizer(
   name: str,
   max_sentences: int = 300_000,
   character_coverage: float = 0.9995,
+  special_tokens: str = "bos_eos",
 ) -> SentencePieceTokenizer:
   """Loads the cached tokenizer of `name` and these options, or trains it on `texts` and caches it.
 
   `texts` is consumed only when training, and at most `max_sentences` of it: pass a lazy
   iterable so a cache hit reads nothing. `name` should identify the corpus (dataset, version,
-  split, field).
+  split, field). `special_tokens`: see `training_options`.
   """
   options = training_options(
-    vocab_size, max_sentences=max_sentences, character_coverage=character_coverage
+    vocab_size,
+    max_sentences=max_sentences,
+    character_coverage=character_coverage,
+    special_tokens=special_tokens,
   )
   path = tokenizer_path(cache_dir, name, options)
   if path.exists():

@@ -2,6 +2,7 @@
 
 import math
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -85,8 +86,9 @@ class LanguageModelTask(Task):
       train_cfg.batch_size,
       train_cfg.eval_batches,
     )
-    files = {"tokenizer.model": str(self._data.tokenizer.model_path)}
-    return TaskData(train_iter, eval_batches, data_cfg.seq_len, files)
+    model_path = self._data.tokenizer.model_path
+    save = lambda workdir: shutil.copyfile(model_path, os.path.join(workdir, "tokenizer.model"))
+    return TaskData(train_iter, eval_batches, data_cfg.seq_len, save)
 
   def model(self, activation_sharding: Any = None) -> GPT:
     return GPT(self.model_config, activation_sharding=activation_sharding)

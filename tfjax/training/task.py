@@ -7,7 +7,7 @@ model and loss, and its report at the end. `config.task` names the task (`TASKS`
 
 import abc
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -28,7 +28,8 @@ class TaskData:
   train_iter: Iterator[dict[str, np.ndarray]]  # this process's rows; checkpointable (grain)
   eval_batches: list[dict[str, np.ndarray]]  # whole global batches, the same on every process
   tokens_per_example: int  # for the throughput (tokens/s) and MFU
-  files: Mapping[str, str] = dataclasses.field(default_factory=dict)  # workdir name -> source
+  # Writes what a workdir needs beside the checkpoints to be used later (the tokenizer).
+  save_files: Callable[[str], None] = lambda workdir: None
 
 
 class Task(abc.ABC):

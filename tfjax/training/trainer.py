@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
 import time
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 from absl import logging
 
 from tfjax.training import checkpoint, metrics, optimizer, plots, sharding
+from tfjax.training.bert import BertPretrainingTask, ClassificationTask
 from tfjax.training.lm import LanguageModelTask
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
@@ -28,6 +28,8 @@ from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task
 
 TASKS: dict[str, type[Task]] = {
   "lm": LanguageModelTask,
+  "bert_pretraining": BertPretrainingTask,
+  "classification": ClassificationTask,
 }
 
 
@@ -150,8 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     with open(path + ".tmp", "w") as f:
       f.write(config.to_json_best_effort(indent=2))
     os.replace(path + ".tmp", path)  # other processes may be reading it (check_same_run)
-    for name, source in data.files.items():
-      shutil.copyfile(source, os.path.join(workdir, name))
+    data.save_files(workdir)
 
   placed_eval_data = [parallel.put_global_batch(batch) for batch in data.eval_batches]
 

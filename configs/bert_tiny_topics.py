@@ -1,0 +1,53 @@
+r"""Fine-tunes the pre-trained bert_tiny on the 11 Wikipedia topics (wiki_topics), 2-core CPU.
+
+Commands (pre-train first with configs/bert_tiny.py; the second is the from-scratch baseline:
+the same architecture, tokenizer and budget, fresh weights):
+
+  python -m train.bert --config=configs/bert_tiny_topics.py --workdir=workdir/bert_tiny_topics
+  python -m train.bert --config=configs/bert_tiny_topics.py \
+      --workdir=workdir/bert_tiny_topics_scratch --config.init.load_weights=False
+
+Expected: about 6 minutes each; test accuracy of the fine-tuned model well above the
+from-scratch one and far above always guessing the largest topic (README "BERT" has both).
+To fine-tune an imported HF BERT instead: --config.init.checkpoint=<dir with config.json,
+model.safetensors and vocab.txt> (the architecture and vocabulary are taken from it).
+"""
+
+import ml_collections
+
+from configs import bert_tiny
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = bert_tiny.get_config()
+  config.task = "classification"
+  # The architecture is taken from init.checkpoint; dropout, dtype and remat stay ours.
+  config.init = ml_collections.ConfigDict(dict(checkpoint="workdir/bert_tiny", load_weights=True))
+  config.data = ml_collections.ConfigDict(
+    dict(
+      name="wiki_topics",  # or any TFDS text classification set, e.g. "glue/sst2", "imdb_reviews"
+      tfds_data_dir="",
+      text_field="text",
+      text_pair_field="",  # e.g. "sentence2" for sentence pairs (glue/mrpc)
+      label_field="label",
+      train_split="train",
+      eval_split="validation",
+      test_split="test",
+      max_seq_len=128,
+      truncate=True,  # cut longer texts (the count is logged); False: an error
+      tokenizer="",  # "" -> init.checkpoint's; or a vocab.txt / sentencepiece .model
+    )
+  )
+  # Devlin et al. §4: a few epochs at a small learning rate, warmup 10%, linear decay.
+  config.train.update(
+    batch_size=32,
+    num_steps=300,
+    learning_rate=3e-4,
+    warmup_steps=30,
+    log_every=10,
+    eval_every=100,
+    eval_batches=1,  # unused: classification evaluates the whole eval split
+    checkpoint_every=100,
+  )
+  del config.sample
+  return config

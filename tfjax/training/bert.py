@@ -1,0 +1,351 @@
+"""BERT's tasks: MLM + NSP pre-training, and fine-tuning a sequence classifier (Devlin et al.
+2018, §3.1 and §4.1), on the shared trainer."""
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from tfjax import bert_hub, pipelines
+from tfjax.data import bert_tokenizer, classification, pretraining
+from tfjax.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification
+from tfjax.training import checkpoint
+from tfjax.training.metrics import transformer_flops_per_token
+from tfjax.training.step import LossFn, cross_entropy_loss
+from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task, TaskData
+
+
+def _accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """Weighted fraction of argmax predictions equal to `labels`."""
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  weights = jnp.ones_like(correct) if weights is None else weights.astype(jnp.float32)
+  return (correct * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def _rngs(dropout_rng: jax.Array | None, deterministic: bool) -> dict:
+  return {} if deterministic else {"dropout": dropout_rng}
+
+
+def bert_flops_per_token(config: BertConfig, params: Any, seq_len: int) -> float:
+  """Training FLOPs per token (6N + attention); N leaves out the embedding lookups but counts
+  the token table once, for the tied MLM decoder it feeds (an upper bound: only the masked
+  positions are decoded)."""
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  lookups = (config.max_len + config.type_vocab_size) * config.d_model
+  return transformer_flops_per_token(
+    num_params - lookups, config.num_layers, seq_len, config.d_model
+  )
+
+
+# ------------------------------------------------------------------------------ pre-training
+
+
+def pretraining_loss_fn(model: BertForPreTraining) -> LossFn:
+  """MLM loss (mean over the masked positions) + NSP loss (mean over the examples) (§A.2).
+
+  The step weighs micro-batches and devices by aux["num_tokens"], here the number of masked
+  positions: the MLM mean is then exactly the global batch's, and the NSP mean is weighted by
+  each part's masked count (nearly its example count: ~15% of every example is masked).
+  """
+
+  def loss_fn(
+    params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool
+  ) -> tuple[jax.Array, dict]:
+    mlm_logits, nsp_logits = model.apply(
+      {"params": params},
+      batch["tokens"],
+      batch["segment_ids"],
+      batch["attention_mask"],
+      masked_positions=batch["masked_positions"],
+      deterministic=deterministic,
+      rngs=_rngs(dropout_rng, deterministic),
+    )  # [b, P, V], [b, 2]
+    mlm_loss, num_masked = cross_entropy_loss(
+      mlm_logits, batch["masked_ids"], batch["masked_weights"]
+    )
+    nsp_loss, _ = cross_entropy_loss(nsp_logits, batch["next_sentence_label"])
+    aux = {
+      "num_tokens": num_masked,
+      "mlm_loss": mlm_loss,
+      "nsp_loss": nsp_loss,
+      "mlm_accuracy": _accuracy(mlm_logits, batch["masked_ids"], batch["masked_weights"]),
+      "nsp_accuracy": _accuracy(nsp_logits, batch["next_sentence_label"]),
+    }
+    return mlm_loss + nsp_loss, aux
+
+  return loss_fn
+
+
+class BertPretrainingTask(Task):
+  """MLM + NSP on sentence pairs of a corpus; shows fill-mask predictions at the end."""
+
+  model_config_cls = BertConfig
+  run_identity = (
+    "data.name",
+    "data.text_field",
+    "data.train_split",
+    "data.max_seq_len",
+    "data.max_predictions_per_seq",
+    "data.masked_lm_prob",
+    "train.seed",
+  )
+
+  def validate(self) -> None:
+    data = self.config.data
+    if data.max_seq_len > self.model_config.max_len:
+      raise ValueError(
+        f"data.max_seq_len={data.max_seq_len} is longer than the position table (model.max_len="
+        f"{self.model_config.max_len}); lower data.max_seq_len or raise model.max_len"
+      )
+    if not self.config.sample.fill_mask or not all(
+      "[MASK]" in t for t in self.config.sample.fill_mask
+    ):
+      raise ValueError(
+        "sample.fill_mask must be texts with a [MASK], e.g. ('Paris is the [MASK] of France.',)"
+      )
+
+  def prepare_data(self, process_index: int, process_count: int) -> TaskData:
+    data_cfg, train_cfg = self.config.data, self.config.train
+    self._data = pretraining.prepare_pretraining_data(
+      data_cfg, vocab_size=self.model_config.vocab_size
+    )
+    self.tokenizer = self._data.tokenizer
+    train_iter = pretraining.train_iterator(
+      self._data,
+      data_cfg,
+      train_cfg.batch_size // process_count,
+      seed=train_cfg.seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    eval_batches = pretraining.eval_batches(
+      self._data, data_cfg, train_cfg.batch_size, train_cfg.eval_batches, seed=train_cfg.seed
+    )
+    return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
+
+  def model(self, activation_sharding: Any = None) -> BertForPreTraining:
+    return BertForPreTraining(self.model_config, activation_sharding=activation_sharding)
+
+  def init_params(self, rng: jax.Array) -> Any:
+    tokens = jnp.zeros((1, self.config.data.max_seq_len), jnp.int32)
+    return self.model().init(rng, tokens)["params"]
+
+  def loss_fn(self, model: BertForPreTraining) -> LossFn:
+    return pretraining_loss_fn(model)
+
+  def flops_per_token(self, abstract_params: Any) -> float:
+    return bert_flops_per_token(self.model_config, abstract_params, self.config.data.max_seq_len)
+
+  def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
+    sample = self.config.sample
+    results = pipelines.fill_mask(
+      self.model_config, params, self.tokenizer, list(sample.fill_mask), top_k=sample.top_k
+    )
+    lines = []
+    for text, candidates in zip(sample.fill_mask, results, strict=True):
+      if candidates and isinstance(candidates[0], list):  # several masks: the first one's
+        candidates = candidates[0]
+      guesses = ", ".join(f"{c['token_str']!r} {c['score']:.2f}" for c in candidates)
+      lines.append(f"  {text!r}: {guesses}")
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "fill_mask.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return [
+      f"step {final['step']}: validation MLM accuracy {final['eval_mlm_accuracy']:.3f} "
+      f"(loss {final['eval_mlm_loss']:.3f}), NSP accuracy {final['eval_nsp_accuracy']:.3f} "
+      f"(loss {final['eval_nsp_loss']:.3f}; chance 0.5)",
+      "fill-mask:",
+      *lines,
+    ]
+
+
+# ------------------------------------------------------------------------------ fine-tuning
+
+
+def classification_loss_fn(model: BertForSequenceClassification) -> LossFn:
+  """Mean cross-entropy over the (weighted) examples; aux["num_tokens"] counts examples."""
+
+  def loss_fn(
+    params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool
+  ) -> tuple[jax.Array, dict]:
+    logits = model.apply(
+      {"params": params},
+      batch["tokens"],
+      batch["segment_ids"],
+      batch["attention_mask"],
+      deterministic=deterministic,
+      rngs=_rngs(dropout_rng, deterministic),
+    )  # [b, num_labels]
+    weights = batch.get("weights")
+    loss, num_examples = cross_entropy_loss(logits, batch["label"], weights)
+    return loss, {
+      "num_tokens": num_examples,
+      "accuracy": _accuracy(logits, batch["label"], weights),
+    }
+
+  return loss_fn
+
+
+# The architecture a fine-tuning run takes from its pre-trained checkpoint.
+_ARCHITECTURE = tuple(
+  f.name for f in dataclasses.fields(BertConfig) if f.name not in MAY_CHANGE_ON_RESUME
+)
+
+
+def _pretrained_source(path: str) -> tuple[str, BertConfig]:
+  """("tfjax" | "hf", architecture) of a pre-trained BERT: a tfjax workdir or an HF directory."""
+  root = pathlib.Path(path)
+  config_file = root / "config.json"
+  if not config_file.is_file():
+    raise FileNotFoundError(
+      f"init.checkpoint={path!r} has no config.json; give a tfjax pre-training workdir "
+      "(python -m train.bert) or an HF BERT directory (config.json + model.safetensors)"
+    )
+  saved = json.loads(config_file.read_text())
+  if (root / "checkpoints").is_dir():
+    if saved.get("task") != "bert_pretraining":
+      raise ValueError(
+        f"init.checkpoint={path!r} is a workdir of task {saved.get('task', 'lm')!r}, not a BERT "
+        "pre-training run; give a workdir of python -m train.bert"
+      )
+    return "tfjax", BertConfig.from_config(saved["model"])
+  return "hf", bert_hub.bert_config_from_hf(saved)
+
+
+class ClassificationTask(Task):
+  """A sequence classifier (single texts or pairs) fine-tuned from a pre-trained encoder, or
+  trained from scratch (`init.load_weights=False`: the same architecture and tokenizer, fresh
+  weights — the baseline of the transfer-learning claim). Reports test accuracy."""
+
+  model_config_cls = BertConfig
+  run_identity = (
+    "data.name",
+    "data.text_field",
+    "data.text_pair_field",
+    "data.label_field",
+    "data.train_split",
+    "data.max_seq_len",
+    "init.checkpoint",
+    "init.load_weights",
+    "train.seed",
+  )
+
+  def validate(self) -> None:
+    data, init = self.config.data, self.config.init
+    if not init.checkpoint and not data.tokenizer:
+      raise ValueError(
+        "a classifier needs a tokenizer: set init.checkpoint (a pre-trained run, whose tokenizer "
+        "and architecture are used) or data.tokenizer (a vocab.txt or sentencepiece .model)"
+      )
+    if not init.checkpoint and init.load_weights:
+      raise ValueError("init.load_weights=True needs init.checkpoint; or set it to False")
+
+  def _adopt_architecture(self) -> None:
+    """Takes the architecture of init.checkpoint, so the pre-trained weights fit."""
+    self._source, pretrained = _pretrained_source(self.config.init.checkpoint)
+    changed = {
+      name: (getattr(self.model_config, name), getattr(pretrained, name))
+      for name in _ARCHITECTURE
+      if getattr(self.model_config, name) != getattr(pretrained, name)
+    }
+    if changed:
+      logging.warning(
+        "model architecture taken from init.checkpoint=%s: %s",
+        self.config.init.checkpoint,
+        ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+      )
+      for name, (_, value) in changed.items():
+        self.config.model[name] = value
+      self.model_config = BertConfig.from_config(self.config.model)
+
+  def prepare_data(self, process_index: int, process_count: int) -> TaskData:
+    data_cfg, train_cfg, init = self.config.data, self.config.train, self.config.init
+    if init.checkpoint:
+      self._adopt_architecture()
+    source = data_cfg.tokenizer or init.checkpoint
+    self.tokenizer = bert_tokenizer.load_bert_tokenizer(source)
+    bert_hub.check_vocab_matches(self.model_config, self.tokenizer.vocab_size)
+    if data_cfg.max_seq_len > self.model_config.max_len:
+      raise ValueError(
+        f"data.max_seq_len={data_cfg.max_seq_len} is longer than the position table (model."
+        f"max_len={self.model_config.max_len}); lower data.max_seq_len"
+      )
+    self._data = classification.prepare_classification_data(data_cfg, self.tokenizer)
+    train_iter = classification.train_iterator(
+      self._data.train,
+      train_cfg.batch_size // process_count,
+      seed=train_cfg.seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    eval_batches = classification.eval_batches(self._data.eval, train_cfg.batch_size)
+    return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
+
+  def model(self, activation_sharding: Any = None) -> BertForSequenceClassification:
+    return BertForSequenceClassification(
+      self.model_config, num_labels=self._data.num_labels, activation_sharding=activation_sharding
+    )
+
+  def init_params(self, rng: jax.Array) -> Any:
+    tokens = jnp.zeros((1, self.config.data.max_seq_len), jnp.int32)
+    return self.model().init(rng, tokens)["params"]
+
+  def loss_fn(self, model: BertForSequenceClassification) -> LossFn:
+    return classification_loss_fn(model)
+
+  def initial_params(self, params: Any) -> Any:
+    init = self.config.init
+    if not init.load_weights:
+      return params
+    if self._source == "tfjax":
+      abstract = jax.eval_shape(
+        lambda: BertForPreTraining(self.model_config).init(
+          jax.random.key(0), jnp.zeros((1, 1), jnp.int32)
+        )["params"]
+      )
+      encoder = checkpoint.restore_params(init.checkpoint, abstract)["bert"]
+    else:
+      _, hf_params, _ = bert_hub.load_bert(init.checkpoint)
+      encoder = hf_params.get("bert", hf_params)
+    expected = jax.tree.map(lambda x: (x.shape, x.dtype), params["bert"])
+    got = jax.tree.map(lambda x: (x.shape, x.dtype), encoder)
+    if expected != got:
+      raise ValueError(
+        f"the encoder of init.checkpoint={init.checkpoint!r} does not fit the model; fine-tune "
+        "with the architecture it was trained with (leave the model.* sizes unset)"
+      )
+    logging.info("Fine-tuning from the encoder of %s", init.checkpoint)
+    return {**params, "bert": encoder}
+
+  def flops_per_token(self, abstract_params: Any) -> float:
+    return bert_flops_per_token(self.model_config, abstract_params, self.config.data.max_seq_len)
+
+  def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
+    lines = [
+      f"step {final['step']}: validation accuracy {final['eval_accuracy']:.3f} "
+      f"(loss {final['eval_loss']:.3f})"
+    ]
+    test = self._data.test
+    if test is not None:
+      model = self.model()
+      predict = jax.jit(lambda p, b: model.apply({"params": p}, *b).argmax(-1))
+      batches = classification.eval_batches(test, self.config.train.batch_size)
+      predictions = [
+        (np.asarray(predict(params, (b["tokens"], b["segment_ids"], b["attention_mask"]))), b)
+        for b in batches
+      ]
+      correct = sum(float(((p == b["label"]) * b["weights"]).sum()) for p, b in predictions)
+      final["test_accuracy"] = correct / len(test)
+      majority = np.bincount(self._data.train.label, minlength=self._data.num_labels).argmax()
+      final["test_majority_class_accuracy"] = float(np.mean(test.label == majority))
+      lines.append(
+        f"test accuracy {final['test_accuracy']:.3f} on {len(test)} examples (always the most "
+        f"frequent training label: {final['test_majority_class_accuracy']:.3f})"
+      )
+    return lines
