@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
       eval_split="validation",
       tfds_data_dir="",  # "" -> TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)
       cache_dir="",  # "" -> <tfds_data_dir>/tfjax_cache
+      # "sentencepiece" (trained on train_split with model.vocab_size pieces), "bert-base-uncased"
+      # (its WordPiece vocab, installed offline; model.vocab_size=30522) or a vocab.txt / .model
+      tokenizer="sentencepiece",
       max_seq_len=128,
       max_predictions_per_seq=20,
       masked_lm_prob=0.15,

@@ -195,7 +195,7 @@ def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> Class
   array_record and read with `tfds.data_source` (no TensorFlow).
   """
   name = data_config.name
-  builder = lm._prepared_builder(name, data_config.tfds_data_dir or None)
+  builder = lm.prepared_builder(name, data_config.tfds_data_dir or None)
   features = builder.info.features
   text_fields = [data_config.text_field] + (
     [data_config.text_pair_field] if data_config.text_pair_field else []
@@ -328,8 +328,8 @@ def _encode_side(
 ) -> list[list[int]]:
   """Token ids of each text (no specials); an empty text is an error naming its example."""
   ids = []
-  for start in range(0, len(texts), lm._ENCODE_CHUNK):
-    ids.extend(tokenizer.encode_batch(list(texts[start : start + lm._ENCODE_CHUNK])))
+  for start in range(0, len(texts), lm.ENCODE_CHUNK):
+    ids.extend(tokenizer.encode_batch(list(texts[start : start + lm.ENCODE_CHUNK])))
   for i, text_ids in enumerate(ids):
     if not text_ids:
       raise ValueError(
@@ -342,8 +342,8 @@ def _encode_side(
 def _read_columns(source: Any, fields: Sequence[str]) -> dict[str, list[Any]]:
   """The values of `fields` of every example of a TFDS data source, in order; text decoded."""
   columns: dict[str, list[Any]] = {field: [] for field in fields}
-  for start in range(0, len(source), lm._ENCODE_CHUNK):
-    keys = list(range(start, min(start + lm._ENCODE_CHUNK, len(source))))
+  for start in range(0, len(source), lm.ENCODE_CHUNK):
+    keys = list(range(start, min(start + lm.ENCODE_CHUNK, len(source))))
     for example in source.__getitems__(keys):
       for field in fields:
         value = example[field]

@@ -29,7 +29,7 @@ from tfjax.data import wiki_vital_articles  # noqa: F401  (registers the builder
 
 # Bump when the way a split becomes a token stream changes.
 _TOKEN_CACHE_VERSION = 1
-_ENCODE_CHUNK = 1024
+ENCODE_CHUNK = 1024
 
 
 class LMData:
@@ -58,7 +58,7 @@ def prepare_lm_data(data_config: Any, vocab_size: int) -> LMData:
   cache_dir, seq_len). Everything is cached, so a second call only memory-maps files.
   """
   name, text_field = data_config.name, data_config.text_field
-  builder = _prepared_builder(name, data_config.tfds_data_dir or None)
+  builder = prepared_builder(name, data_config.tfds_data_dir or None)
   features = list(builder.info.features.keys())
   if text_field not in features:
     raise ValueError(
@@ -77,7 +77,7 @@ def prepare_lm_data(data_config: Any, vocab_size: int) -> LMData:
       if "0 length" not in str(e):
         raise
       return iter(())
-    return _iter_texts(source, text_field)
+    return iter_texts(source, text_field)
 
   def check_has_text(split: str) -> None:
     if not any(texts(split)):
@@ -108,7 +108,7 @@ def prepare_lm_data(data_config: Any, vocab_size: int) -> LMData:
       check_has_text(split)
       start = time.perf_counter()
       stream = encode_stream(tokenizer, texts(split))
-      _save_npy_atomically(path, stream)
+      save_npy_atomically(path, stream)
       logging.info(
         "Tokenized %s split %s: %d tokens in %.1fs -> %s",
         dataset_id,
@@ -143,7 +143,7 @@ def encode_stream(
   for text in texts:
     if text:
       batch.append(text)
-      if len(batch) == _ENCODE_CHUNK:
+      if len(batch) == ENCODE_CHUNK:
         flush()
   flush()
   return np.concatenate(chunks) if chunks else np.zeros((0,), np.int32)
@@ -238,7 +238,7 @@ def unigram_perplexity(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The TFDS builder of `name`, prepared once as array_record (readable without TensorFlow)."""
   builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   # TFDS prints and draws progress bars while preparing; the library only logs.
@@ -268,10 +268,10 @@ def _no_tfds_progress_bar() -> Iterator[None]:
     tfds.display_progress_bar(was_active)
 
 
-def _iter_texts(source: Any, text_field: str) -> Iterator[str]:
+def iter_texts(source: Any, text_field: str) -> Iterator[str]:
   """The texts of a TFDS data source, in its order, decoded from bytes."""
-  for start in range(0, len(source), _ENCODE_CHUNK):
-    keys = list(range(start, min(start + _ENCODE_CHUNK, len(source))))
+  for start in range(0, len(source), ENCODE_CHUNK):
+    keys = list(range(start, min(start + ENCODE_CHUNK, len(source))))
     for example in source.__getitems__(keys):
       text = example[text_field]
       yield text.decode("utf-8") if isinstance(text, bytes) else str(text)
@@ -287,7 +287,7 @@ def _check_long_enough(tokens: np.ndarray, seq_len: int, what: str) -> None:
     )
 
 
-def _save_npy_atomically(path: pathlib.Path, array: np.ndarray) -> None:
+def save_npy_atomically(path: pathlib.Path, array: np.ndarray) -> None:
   """Saves to a temporary file beside `path`, then renames: readers never see half a file."""
   path.parent.mkdir(parents=True, exist_ok=True)
   with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:

@@ -27,12 +27,12 @@ from absl import logging
 from tfjax.data import bert_tokenizer
 from tfjax.data import tokenizer as tokenizer_lib
 
-# The TFDS helpers of the LM pipeline (private there; shared, not copied).
-from tfjax.data.lm import _iter_texts, _prepared_builder, _save_npy_atomically
+# The TFDS helpers of the LM pipeline, shared.
+from tfjax.data.lm import iter_texts, prepared_builder, save_npy_atomically
 
 # Bump when the way a split becomes sentences of ids changes.
 _CACHE_VERSION = 1
-_ENCODE_CHUNK = 256  # documents per encode_batch call
+ENCODE_CHUNK = 256  # documents per encode_batch call
 
 # --- sentences ------------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ def tokenize_documents(
   texts = iter(texts)
 
   def documents() -> Iterator[list[list[int]]]:
-    while chunk := [split_sentences(t) for _, t in zip(range(_ENCODE_CHUNK), texts, strict=False)]:
+    while chunk := [split_sentences(t) for _, t in zip(range(ENCODE_CHUNK), texts, strict=False)]:
       ids = iter(tokenizer.encode_batch([s for sentences in chunk for s in sentences]))
       for sentences in chunk:
         yield [next(ids) for _ in sentences]
@@ -148,7 +148,7 @@ def prepare_pretraining_data(data_config: Any, vocab_size: int) -> PretrainingDa
   SentencePiece .model or a directory holding one), lowercase (for a vocab.txt; default True).
   """
   name, text_field = data_config.name, data_config.text_field
-  builder = _prepared_builder(name, data_config.tfds_data_dir or None)
+  builder = prepared_builder(name, data_config.tfds_data_dir or None)
   features = list(builder.info.features.keys())
   if text_field not in features:
     raise ValueError(
@@ -167,7 +167,7 @@ def prepare_pretraining_data(data_config: Any, vocab_size: int) -> PretrainingDa
       if "0 length" not in str(e):
         raise
       return iter(())
-    return _iter_texts(source, text_field)
+    return iter_texts(source, text_field)
 
   tokenizer = _make_tokenizer(
     data_config,
@@ -200,7 +200,7 @@ def prepare_pretraining_data(data_config: Any, vocab_size: int) -> PretrainingDa
       if documents.num_documents == 0:
         raise ValueError(f"split '{split}' of dataset '{name}' has no text in field '{text_field}'")
       for field in reversed(names):
-        _save_npy_atomically(directory / f"{field}.npy", getattr(documents, field))
+        save_npy_atomically(directory / f"{field}.npy", getattr(documents, field))
       logging.info(
         "Tokenized %s split %s: %d documents, %d sentences, %d tokens in %.1fs -> %s",
         dataset_id,

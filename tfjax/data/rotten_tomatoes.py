@@ -28,7 +28,7 @@ LABELS = ("rotten", "fresh")  # The CSV's `category` also holds "plot" (synopses
 _TRAIN_PER_MILLE = 800
 _VALIDATION_PER_MILLE = 900
 
-_CITATION = """\
+CITATION = """\
 @inproceedings{pang2004sentimental,
   author    = {Bo Pang and Lillian Lee},
   title     = {A Sentimental Education: Sentiment Analysis Using Subjectivity Summarization
@@ -111,7 +111,7 @@ class RottenTomatoes(tfds.core.GeneratorBasedBuilder):
       ),
       supervised_keys=("text", "label"),
       homepage="https://www.cs.cornell.edu/people/pabo/movie-review-data/",
-      citation=_CITATION,
+      citation=CITATION,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class WikiTopics(tfds.core.GeneratorBasedBuilder):
       ),
       supervised_keys=("text", "label"),
       homepage="https://en.wikipedia.org/wiki/Wikipedia:Vital_articles",
-      citation=wiki_vital_articles._CITATION,
+      citation=wiki_vital_articles.CITATION,
       license="CC BY-SA 4.0 (Wikipedia text)",
     )
 

@@ -40,7 +40,7 @@ TOPICS = (
 _TRAIN_PER_MILLE = 900
 _VALIDATION_PER_MILLE = 950
 
-_CITATION = """\
+CITATION = """\
 @misc{wikipedia_vital_articles,
   author = {{Wikipedia contributors}},
   title  = {Wikipedia:Vital articles (lead extracts, English)},
@@ -113,7 +113,7 @@ class WikiVitalArticles(tfds.core.GeneratorBasedBuilder):
         }
       ),
       homepage="https://en.wikipedia.org/wiki/Wikipedia:Vital_articles",
-      citation=_CITATION,
+      citation=CITATION,
       license="CC BY-SA 4.0 (Wikipedia text)",
     )
 

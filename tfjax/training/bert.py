@@ -47,11 +47,13 @@ def bert_flops_per_token(config: BertConfig, params: Any, seq_len: int) -> float
 
 
 def pretraining_loss_fn(model: BertForPreTraining) -> LossFn:
-  """MLM loss (mean over the masked positions) + NSP loss (mean over the examples) (§A.2).
+  """MLM loss (mean over the masked positions) + NSP loss (§3.1, A.2).
 
-  The step weighs micro-batches and devices by aux["num_tokens"], here the number of masked
-  positions: the MLM mean is then exactly the global batch's, and the NSP mean is weighted by
-  each part's masked count (nearly its example count: ~15% of every example is masked).
+  Every term is a mean over the masked positions: the NSP loss (and accuracy) of an example
+  counts once per masked token it holds. The loss then splits exactly over devices and
+  micro-batches, which the step weighs by aux["num_tokens"] (the masked count): every parallel
+  mode and accumulation give the one-device loss. BERT's NSP loss is a plain mean over
+  examples; with ~15% of every example masked this weighs longer pairs a little more.
   """
 
   def loss_fn(
@@ -69,13 +71,15 @@ def pretraining_loss_fn(model: BertForPreTraining) -> LossFn:
     mlm_loss, num_masked = cross_entropy_loss(
       mlm_logits, batch["masked_ids"], batch["masked_weights"]
     )
-    nsp_loss, _ = cross_entropy_loss(nsp_logits, batch["next_sentence_label"])
+    masked_per_example = batch["masked_weights"].sum(axis=-1)  # [b]
+    labels = batch["next_sentence_label"]
+    nsp_loss, _ = cross_entropy_loss(nsp_logits, labels, masked_per_example)
     aux = {
       "num_tokens": num_masked,
       "mlm_loss": mlm_loss,
       "nsp_loss": nsp_loss,
       "mlm_accuracy": _accuracy(mlm_logits, batch["masked_ids"], batch["masked_weights"]),
-      "nsp_accuracy": _accuracy(nsp_logits, batch["next_sentence_label"]),
+      "nsp_accuracy": _accuracy(nsp_logits, labels, masked_per_example),
     }
     return mlm_loss + nsp_loss, aux
 
@@ -90,6 +94,7 @@ class BertPretrainingTask(Task):
     "data.name",
     "data.text_field",
     "data.train_split",
+    "data.tokenizer",
     "data.max_seq_len",
     "data.max_predictions_per_seq",
     "data.masked_lm_prob",
@@ -230,6 +235,7 @@ class ClassificationTask(Task):
     "data.text_pair_field",
     "data.label_field",
     "data.train_split",
+    "data.tokenizer",
     "data.max_seq_len",
     "init.checkpoint",
     "init.load_weights",
@@ -311,8 +317,8 @@ class ClassificationTask(Task):
       )
       encoder = checkpoint.restore_params(init.checkpoint, abstract)["bert"]
     else:
-      _, hf_params, _ = bert_hub.load_bert(init.checkpoint)
-      encoder = hf_params.get("bert", hf_params)
+      # The encoder alone, whatever head the checkpoint holds (BertForPreTraining, a classifier).
+      _, encoder, _ = bert_hub.load_bert(init.checkpoint, head="model")
     expected = jax.tree.map(lambda x: (x.shape, x.dtype), params["bert"])
     got = jax.tree.map(lambda x: (x.shape, x.dtype), encoder)
     if expected != got:

@@ -60,24 +60,35 @@ def validate_config(config: ml_collections.ConfigDict) -> Task:
   return make_task(config)
 
 
+def _saved_config(workdir: str) -> dict | None:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def check_same_task(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises if `workdir` holds a run of another task (checked before any parameter shape)."""
+  saved = _saved_config(workdir)
+  if saved is not None and saved.get("task", "lm") != config.get("task", "lm"):
+    raise ValueError(
+      f"{workdir} holds a run of task {saved.get('task', 'lm')!r}, not "
+      f"{config.get('task', 'lm')!r}; use a fresh --workdir"
+    )
+
+
 def check_same_run(workdir: str, config: ml_collections.ConfigDict, task: Task) -> None:
   """Raises if `workdir/config.json` describes another model or data stream than `config`.
 
   Shapes alone cannot tell: num_heads or the activation can change with every parameter shape
   intact, and a different corpus can have the same vocabulary size.
   """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  saved = _saved_config(workdir)
+  if saved is None:
     return
-  with open(path) as f:
-    saved = json.load(f)
   current = json.loads(config.to_json_best_effort())
   lookup = lambda tree, key: functools.reduce(lambda d, k: (d or {}).get(k), key.split("."), tree)
-  if lookup(saved, "task") != lookup(current, "task"):
-    raise ValueError(
-      f"{workdir} holds a run of task {saved.get('task', 'lm')!r}, not "
-      f"{current.get('task', 'lm')!r}; use a fresh --workdir"
-    )
   # Compare models field by field, defaults filled in (older config files lack newer keys).
   saved_model = dataclasses.asdict(task.model_config_cls.from_config(saved["model"]))
   current_model = dataclasses.asdict(task.model_config_cls.from_config(current["model"]))
@@ -135,6 +146,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   )
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
   if manager.latest_step() is not None:
+    check_same_task(workdir, config)
     abstract_state = parallel.abstract_state(init_state)  # with this mesh's shardings
     checkpoint.check_params_fit(manager, manager.latest_step(), abstract_state.params)
     check_same_run(workdir, config, task)  # what shapes cannot tell
