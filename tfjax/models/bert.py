@@ -22,16 +22,16 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from tfjax.models.gpt import REMAT_POLICIES
+from tfjax.models.config import REMAT_POLICIES, ModelConfig, constrain
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
-from tfjax.nn.feedforward import ACTIVATIONS, activation_fn
+from tfjax.nn.feedforward import activation_fn
 
 Array = jax.Array
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BertConfig:
+class BertConfig(ModelConfig):
   """Hyper-parameters of a BERT; the defaults are BERT's (and HF BertConfig's) own."""
 
   vocab_size: int
@@ -51,53 +51,14 @@ class BertConfig:
   remat_policy: str = "none"  # activation rematerialisation of each layer: see REMAT_POLICIES
 
   def __post_init__(self):
-    for name in (
-      "vocab_size",
-      "max_len",
-      "type_vocab_size",
-      "num_layers",
-      "num_heads",
-      "d_model",
-      "d_ff",
-    ):
-      if getattr(self, name) <= 0:
-        raise ValueError(f"model.{name}={getattr(self, name)} must be positive")
-    if self.d_model % self.num_heads:
-      raise ValueError(
-        f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}; "
-        "choose d_model as a multiple of num_heads"
-      )
-    if self.activation not in ACTIVATIONS:
-      raise ValueError(
-        f"model.activation={self.activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}"
-      )
-    for name in ("dropout_rate", "attention_dropout_rate"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ValueError(f"model.{name}={getattr(self, name)} must be in [0, 1)")
+    self.check(
+      "vocab_size", "max_len", "type_vocab_size", "num_layers", "num_heads", "d_model", "d_ff"
+    )
     if not 0 <= self.pad_id < self.vocab_size:
       raise ValueError(
         f"model.pad_id={self.pad_id} is not a token id of the vocabulary "
         f"(vocab_size={self.vocab_size}); set it to the tokenizer's [PAD] id"
       )
-    jnp.dtype(self.dtype)  # raises on an unknown dtype name
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(
-        f"model.remat_policy={self.remat_policy!r} is unknown; choose one of "
-        f"{sorted(REMAT_POLICIES)} ('none': keep all activations, 'full': recompute each layer)"
-      )
-
-  @classmethod
-  def from_config(cls, config: Mapping[str, Any]) -> "BertConfig":
-    """Builds from a ConfigDict section; an unknown key is an error, not ignored."""
-    config = dict(config)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-      raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-    return cls(**config)
-
-  def replace(self, **changes: Any) -> "BertConfig":
-    return dataclasses.replace(self, **changes)
 
 
 @flax.struct.dataclass
@@ -211,9 +172,7 @@ class BertModel(nn.Module):
     return self.embeddings.attend(x)
 
   def _constrain(self, x: Array) -> Array:
-    if self.activation_sharding is None:
-      return x
-    return jax.lax.with_sharding_constraint(x, self.activation_sharding)
+    return constrain(self.activation_sharding, x)
 
 
 def _layer_forward(layer: TransformerLayer, x: Array, mask: Array, deterministic: bool) -> Array:

@@ -13,37 +13,23 @@ The layers are either `num_layers` submodules `layer_{i}`, or (`scan_layers=True
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tfjax.models.config import REMAT_POLICIES, ModelConfig, constrain
 from tfjax.nn.attention import causal_mask
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
-from tfjax.nn.feedforward import ACTIVATIONS
 
 Array = jax.Array
 
-# Activation rematerialisation of each layer (`model.remat_policy`): which intermediate values of
-# the forward pass are kept for the backward pass; the others are recomputed (Chen et al. 2016).
-# None: no rematerialisation at all, every intermediate is kept. Measured on XLA:CPU (jax 0.10):
-# remat lowers peak memory only with scan_layers=True (GPT, 12 layers, d=256, batch 16x128,
-# train-step temp memory: "full" 220 MiB, "none" 1171 MiB); in the unrolled loop the CPU
-# scheduler runs the recomputation early and the peak does not move (1065 MiB for every policy).
-REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
-  "none": None,
-  "full": jax.checkpoint_policies.nothing_saveable,  # keep only each layer's input
-  "dots": jax.checkpoint_policies.checkpoint_dots,  # keep matmul outputs, recompute the rest
-  # keep the projections' outputs, recompute attention's batched einsums (the [b,h,q,k] logits)
-  "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
-
 
 @dataclasses.dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ModelConfig):
   """Hyper-parameters of a GPT; `configs/gpt*.py` hold the published sizes."""
 
   vocab_size: int
@@ -66,40 +52,7 @@ class GPTConfig:
   decode: bool = False  # incremental decoding with a key/value cache
 
   def __post_init__(self):
-    for name in ("vocab_size", "max_len", "num_layers", "num_heads", "d_model", "d_ff"):
-      if getattr(self, name) <= 0:
-        raise ValueError(f"model.{name}={getattr(self, name)} must be positive")
-    if self.d_model % self.num_heads:
-      raise ValueError(
-        f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}; "
-        "choose d_model as a multiple of num_heads"
-      )
-    if self.activation not in ACTIVATIONS:
-      raise ValueError(
-        f"model.activation={self.activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}"
-      )
-    for name in ("dropout_rate", "attention_dropout_rate"):
-      if not 0.0 <= getattr(self, name) < 1.0:
-        raise ValueError(f"model.{name}={getattr(self, name)} must be in [0, 1)")
-    jnp.dtype(self.dtype)  # raises on an unknown dtype name
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(
-        f"model.remat_policy={self.remat_policy!r} is unknown; choose one of "
-        f"{sorted(REMAT_POLICIES)} ('none': keep all activations, 'full': recompute each layer)"
-      )
-
-  @classmethod
-  def from_config(cls, config: Mapping[str, Any]) -> "GPTConfig":
-    """Builds from a ConfigDict section; an unknown key is an error, not ignored."""
-    config = dict(config)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-      raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-    return cls(**config)
-
-  def replace(self, **changes: Any) -> "GPTConfig":
-    return dataclasses.replace(self, **changes)
+    self.check("vocab_size", "max_len", "num_layers", "num_heads", "d_model", "d_ff")
 
 
 class GPT(nn.Module):
@@ -169,7 +122,7 @@ class GPT(nn.Module):
     if cfg.scan_layers:
       scan = nn.scan(
         functools.partial(
-          _scan_body, forward, functools.partial(_constrain, self.activation_sharding)
+          _scan_body, forward, functools.partial(constrain, self.activation_sharding)
         ),
         variable_axes={"params": 0, "cache": 0, "intermediates": 0},
         split_rngs={"params": True, "dropout": True},
@@ -198,10 +151,7 @@ class GPT(nn.Module):
     return self._constrain(logits.astype(jnp.float32))  # [b, t, vocab_size]
 
   def _constrain(self, x: Array) -> Array:
-    return _constrain(self.activation_sharding, x)
-
-  def _constrain_fn(self) -> Callable[[Array], Array]:
-    return functools.partial(_constrain, self.activation_sharding)  # no module in nn.scan's body
+    return constrain(self.activation_sharding, x)
 
 
 _float32_dot_general = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
@@ -212,10 +162,6 @@ def _layer_forward(
 ) -> Array:
   """One layer with positional arguments only, as nn.remat's static_argnums and nn.scan need."""
   return layer(x, mask, positions=positions, deterministic=deterministic)
-
-
-def _constrain(sharding: Any, x: Array) -> Array:
-  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
 def _scan_body(
