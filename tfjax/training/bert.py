@@ -223,6 +223,20 @@ def _pretrained_source(path: str) -> tuple[str, BertConfig]:
   return "hf", bert_hub.bert_config_from_hf(saved)
 
 
+def load_pretrained(path: str, head: str | None = None) -> tuple[BertConfig, Any]:
+  """(config, params) of a pre-trained BERT: the latest checkpoint of a `python -m train.bert`
+  pre-training workdir (BertForPreTraining params), or an HF BERT directory (`head` as in
+  `tfjax.bert_hub.load_bert`; "model" takes the encoder alone). Its tokenizer:
+  `tfjax.data.bert_tokenizer.load_bert_tokenizer(path)`."""
+  source, config = _pretrained_source(path)
+  if source == "hf":
+    config, params, _ = bert_hub.load_bert(path, head=head)
+    return config, params
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  init = lambda: BertForPreTraining(config).init(jax.random.key(0), tokens)["params"]
+  return config, checkpoint.restore_params(path, jax.eval_shape(init))
+
+
 class ClassificationTask(Task):
   """A sequence classifier (single texts or pairs) fine-tuned from a pre-trained encoder, or
   trained from scratch (`init.load_weights=False`: the same architecture and tokenizer, fresh
@@ -254,7 +268,7 @@ class ClassificationTask(Task):
 
   def _adopt_architecture(self) -> None:
     """Takes the architecture of init.checkpoint, so the pre-trained weights fit."""
-    self._source, pretrained = _pretrained_source(self.config.init.checkpoint)
+    _, pretrained = _pretrained_source(self.config.init.checkpoint)
     changed = {
       name: (getattr(self.model_config, name), getattr(pretrained, name))
       for name in _ARCHITECTURE
@@ -309,16 +323,8 @@ class ClassificationTask(Task):
     init = self.config.init
     if not init.load_weights:
       return params
-    if self._source == "tfjax":
-      abstract = jax.eval_shape(
-        lambda: BertForPreTraining(self.model_config).init(
-          jax.random.key(0), jnp.zeros((1, 1), jnp.int32)
-        )["params"]
-      )
-      encoder = checkpoint.restore_params(init.checkpoint, abstract)["bert"]
-    else:
-      # The encoder alone, whatever head the checkpoint holds (BertForPreTraining, a classifier).
-      _, encoder, _ = bert_hub.load_bert(init.checkpoint, head="model")
+    _, pretrained = load_pretrained(init.checkpoint, head="model")
+    encoder = pretrained.get("bert", pretrained)  # a pre-training workdir holds its heads too
     expected = jax.tree.map(lambda x: (x.shape, x.dtype), params["bert"])
     got = jax.tree.map(lambda x: (x.shape, x.dtype), encoder)
     if expected != got:
