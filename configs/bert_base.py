@@ -12,8 +12,9 @@ Command (needs accelerators; on CPU use it with `jax.eval_shape` only):
   python -m train.bert --config=configs/bert_base.py --workdir=workdir/bert_base \
       --config.data.name=wikipedia/20230601.en --config.data.text_field=text
 
-Expected: MLM accuracy around 0.7 on Wikipedia after the full schedule (as the reproductions
-report); NSP accuracy above 0.95.
+Expected: the paper pre-trained BERT-base in 4 days on 16 TPU chips (§A.2); then fine-tuned,
+GLUE scores as its Table 1 (e.g. SST-2 93.5, MRPC 88.9 F1) and SQuAD v1.1 88.5 F1 (Table 2).
+Not run here (no accelerator was available to this project's tests).
 """
 
 import ml_collections
@@ -26,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.update(
     vocab_size=30522, max_len=512, num_layers=12, num_heads=12, d_model=768, d_ff=3072
   )
-  config.data.update(max_seq_len=512, max_predictions_per_seq=76)
+  config.data.update(max_seq_len=512, max_predictions_per_seq=80)
   config.train.update(
     batch_size=256,
     num_steps=1_000_000,

@@ -4,8 +4,9 @@ pooler): 24 layers, d_model 1024, 16 heads, d_ff 4096; the rest as bert_base.py.
   python -m train.bert --config=configs/bert_large.py --workdir=workdir/bert_large \
       --config.data.name=wikipedia/20230601.en --config.data.text_field=text
 
-Expected: an accelerator slice with room for it (FSDP: --config.parallel.mesh.fsdp=-1, and
---config.model.remat_policy=full).
+Expected: the paper pre-trained BERT-large in 4 days on 64 TPU chips (§A.2); add FSDP
+(--config.parallel.mesh.fsdp=-1) and --config.model.remat_policy=full where memory is short.
+Then fine-tuned: GLUE average 82.1 (Table 1), SQuAD v1.1 90.9 F1 (Table 2). Not run here.
 """
 
 import ml_collections

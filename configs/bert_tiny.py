@@ -50,6 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
       # "sentencepiece" (trained on train_split with model.vocab_size pieces), "bert-base-uncased"
       # (its WordPiece vocab, installed offline; model.vocab_size=30522) or a vocab.txt / .model
       tokenizer="sentencepiece",
+      lowercase=True,  # a vocab.txt's; a checkpoint directory's tokenizer_config.json wins
       max_seq_len=128,
       max_predictions_per_seq=20,
       masked_lm_prob=0.15,

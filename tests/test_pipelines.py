@@ -199,6 +199,19 @@ def test_features_padded_positions_are_exactly_zero(tokenizer, params):
     assert np.all(np.abs(states[:, out.attention_mask]).sum(-1) > 0), layer
 
 
+def test_features_attention_weights_ignore_padding_and_match_each_text_alone(tokenizer, params):
+  texts = ["Hi.", "The stock market fell sharply today."]
+  out = features(CONFIG, params, tokenizer, texts, return_attention=True)
+  weights = out.attention_weights  # [layers, b, h, q, k]
+  assert weights.shape[:3] == (CONFIG.num_layers, 2, CONFIG.num_heads)
+  np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)  # every row a distribution
+  assert np.all(weights[:, 0, :, :, ~out.attention_mask[0]] == 0.0)  # padded keys get nothing
+  alone = features(CONFIG, params, tokenizer, texts[:1], return_attention=True)
+  n = int(out.attention_mask[0].sum())
+  np.testing.assert_allclose(weights[:, 0, :, :n, :n], alone.attention_weights[:, 0], atol=ATOL)
+  assert features(CONFIG, params, tokenizer, texts).attention_weights is None
+
+
 def test_features_layers_are_bert_models_hidden_states(tokenizer, params):
   text, words = "Paris is the capital of France.", "paris is the capital of france ."
   ids = hand_ids(tokenizer, words)

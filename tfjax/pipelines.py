@@ -16,7 +16,13 @@ import numpy as np
 from absl import logging
 
 from tfjax.data.bert_tokenizer import BertTokenizer
-from tfjax.models.bert import BertConfig, BertForPreTraining, BertModel, BertOutput
+from tfjax.models.bert import (
+  BertConfig,
+  BertForPreTraining,
+  BertModel,
+  BertOutput,
+  attention_weights,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +74,7 @@ def encode_texts(
 # ------------------------------------------------------------------------------ fill-mask
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _top_k_at_masks(
   config: BertConfig,
   params: Any,
@@ -76,12 +82,15 @@ def _top_k_at_masks(
   mask: jax.Array,
   top_k: int,
   special_ids: tuple[int, ...],
+  tokenizer_vocab_size: int,
 ) -> tuple[jax.Array, jax.Array]:
-  """Probabilities and ids of the top_k tokens at every position [b, t, top_k]; the special
-  tokens are never candidates (their probability still counts in the softmax)."""
+  """Probabilities and ids of the top_k tokens at every position [b, t, top_k]. Special tokens
+  and the ids of a padded embedding table (>= the tokenizer's vocabulary) are never candidates;
+  their probability still counts in the softmax."""
   mlm_logits, _ = BertForPreTraining(config).apply({"params": params}, tokens, None, mask)
   probs = jax.nn.softmax(mlm_logits, axis=-1)
-  candidates = probs.at[..., jnp.array(special_ids)].set(-1.0)
+  no_token = jnp.arange(probs.shape[-1]) >= tokenizer_vocab_size
+  candidates = jnp.where(no_token, -1.0, probs.at[..., jnp.array(special_ids)].set(-1.0))
   _, ids = jax.lax.top_k(candidates, top_k)
   return jnp.take_along_axis(probs, ids, axis=-1), ids
 
@@ -122,7 +131,15 @@ def fill_mask(
       raise ValueError(f"text {i} has no [MASK] token{where}: {text!r}")
   special_ids = (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id)
   scores, ids = jax.device_get(
-    _top_k_at_masks(config, params, jnp.asarray(tokens), jnp.asarray(mask), top_k, special_ids)
+    _top_k_at_masks(
+      config,
+      params,
+      jnp.asarray(tokens),
+      jnp.asarray(mask),
+      top_k,
+      special_ids,
+      tokenizer.vocab_size,
+    )
   )
   results = []
   for i in range(len(texts)):
@@ -156,6 +173,7 @@ class Features:
   hidden_states: np.ndarray  # [b, t, d] of the chosen layer, or [layers + 1, b, t, d]
   attention_mask: np.ndarray  # [b, t] bool
   tokens: np.ndarray  # [b, t] int32
+  attention_weights: np.ndarray | None = None  # [layers, b, heads, t, t] when asked for
 
   def mean_pooled(self) -> np.ndarray:
     """[b, d]: the mean over each text's real tokens (sentence embeddings, as
@@ -167,8 +185,14 @@ class Features:
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _encode(config: BertConfig, params: Any, tokens: jax.Array, mask: jax.Array) -> BertOutput:
-  return BertModel(config).apply({"params": params}, tokens, None, mask, return_hidden_states=True)
+def _encode(
+  config: BertConfig, params: Any, tokens: jax.Array, mask: jax.Array
+) -> tuple[BertOutput, jax.Array]:
+  """The encoder's outputs and every layer's attention weights [layers, b, h, q, k]."""
+  out, state = BertModel(config).apply(
+    {"params": params}, tokens, None, mask, return_hidden_states=True, mutable=["intermediates"]
+  )
+  return out, jnp.stack(attention_weights(state))
 
 
 def features(
@@ -178,14 +202,16 @@ def features(
   texts: Sequence[str],
   *,
   layer: int | None = -1,
+  return_attention: bool = False,
   truncate: bool = True,
 ) -> Features:
   """Hidden states of `texts` from the encoder of `params` (a BertModel's, or any head's: its
   "bert" subtree is used). `layer`: an index into the embeddings' output (0) and the layers'
-  (1..num_layers; -1 the last), or None for all of them."""
+  (1..num_layers; -1 the last), or None for all of them. `return_attention`: also every
+  layer's attention weights (padded keys get weight 0)."""
   encoder_params = params.get("bert", params)
   encoded = encode_texts(tokenizer, texts, config.max_len, truncate=truncate)
-  out = jax.device_get(
+  out, weights = jax.device_get(
     _encode(
       config, encoder_params, jnp.asarray(encoded.tokens), jnp.asarray(encoded.attention_mask)
     )
@@ -199,4 +225,6 @@ def features(
   if layer is not None:
     states = states[layer]
   states = np.where(encoded.attention_mask[..., None], states, 0.0)
-  return Features(states, encoded.attention_mask, encoded.tokens)
+  return Features(
+    states, encoded.attention_mask, encoded.tokens, weights if return_attention else None
+  )

@@ -219,3 +219,14 @@ def test_bert_specials_need_a_larger_minimum_vocab(tmp_path):
     tokenizer_lib.training_options(260, special_tokens="bert")
   with pytest.raises(ValueError, match="special_tokens='cls' is unknown"):
     tokenizer_lib.training_options(512, special_tokens="cls")
+
+
+def test_load_bert_tokenizer_by_name_and_the_lowercasing_a_checkpoint_directory_keeps(tmp_path):
+  by_name = bert_tokenizer.load_bert_tokenizer("bert-base-uncased")
+  assert by_name.sha256 == WordPieceTokenizer.from_vocab(find_offline_bert_vocab()).sha256
+  # A cased checkpoint directory: its tokenizer_config.json wins over the caller's default.
+  cased = WordPieceTokenizer.from_vocab(find_offline_bert_vocab(), lowercase=False)
+  cased.save(tmp_path)
+  assert not bert_tokenizer.load_bert_tokenizer(tmp_path, lowercase=True).lowercase
+  # A bare vocab.txt: the caller decides.
+  assert not bert_tokenizer.load_bert_tokenizer(tmp_path / "vocab.txt", lowercase=False).lowercase

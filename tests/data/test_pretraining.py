@@ -220,7 +220,8 @@ def test_masked_predictions_point_at_a_and_b_tokens_only(short_examples):
     assert np.all(tokens[positions] >= FIRST_ID)  # never [CLS], [SEP] or [PAD]
     assert np.all(positions < length)
     assert not example["masked_positions"][n:].any() and not example["masked_ids"][n:].any()
-    # Google's count: 15% of the candidates, rounded, at least 1, at most the cap.
+    # 15% of the candidates (the count; Google's also counts [CLS] and [SEP]), rounded,
+    # at least 1, at most the cap.
     assert n == min(10, max(1, round(0.15 * (length - 3))))
 
 

@@ -180,7 +180,7 @@ def start_params(config: ml_collections.ConfigDict) -> tuple[dict, dict, TaskDat
   making them skips a compilation of the init: seconds for MiniLM).
   """
   task = trainer.make_task(config)
-  data = task.prepare_data(0, 1)
+  data = task.prepare_data(str(config.init.checkpoint) + "-fine-tuning", 0, 1)
   rng = np.random.default_rng(0)
   fresh = jax.tree.map(
     lambda x: rng.standard_normal(x.shape).astype(x.dtype), jax.eval_shape(task.init_params, KEY)
@@ -195,7 +195,7 @@ def test_pretraining_writes_its_metrics_fill_mask_tokenizer_and_loss_curve(pretr
   workdir, final = pretrained.workdir, pretrained.final
   assert json.loads((workdir / "final_metrics.json").read_text()) == final
   assert final["step"] == 4
-  for name in ("mlm_accuracy", "nsp_accuracy"):
+  for name in ("mlm_accuracy", "nsp_accuracy", "nsp_accuracy_per_example"):
     assert 0.0 <= final[f"eval_{name}"] <= 1.0
   assert final["eval_mlm_loss"] > 0 and final["eval_nsp_loss"] > 0
   # Both means are weighted by the masked counts, so the total's mean is their sum.
@@ -224,7 +224,8 @@ def test_pretraining_writes_its_metrics_fill_mask_tokenizer_and_loss_curve(pretr
 
 def test_pretraining_loss_is_the_masked_mlm_mean_plus_the_masked_weighted_nsp_mean(pretrained):
   task = trainer.make_task(pretrained.config)
-  batch = {k: np.array(v) for k, v in task.prepare_data(0, 1).eval_batches[0].items()}
+  data = task.prepare_data(str(pretrained.workdir), 0, 1)
+  batch = {k: np.array(v) for k, v in data.eval_batches[0].items()}
   model = task.model()
   params = pretrained_params(pretrained)
   inputs = (batch["tokens"], batch["segment_ids"], batch["attention_mask"])
@@ -447,3 +448,25 @@ def test_an_unknown_task_names_the_known_ones(tmp_path, tfds_dir):
   with pytest.raises(ValueError, match=r"task='bert' is unknown; choose one of .*'bert_pretrain"):
     trainer.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+def test_a_fine_tuning_run_resumes_without_its_pretrained_checkpoint(
+  tmp_path, tfds_dir, pretrained
+):
+  """A resumed run takes its architecture and tokenizer from its own workdir: the pre-trained
+  checkpoint it started from may have moved (or trained on) since."""
+  source = tmp_path / "pretrained"
+  shutil.copytree(pretrained.workdir, source)
+  workdir = tmp_path / "fine_tuned"
+  first = {"train.num_steps": 2, "train.checkpoint_every": 2}
+  trainer.train_and_evaluate(fine_tuning_config(tfds_dir, source, **first), str(workdir))
+  shutil.rmtree(source)
+  final = trainer.train_and_evaluate(
+    fine_tuning_config(tfds_dir, source, **{"train.num_steps": 4}), str(workdir)
+  )
+  assert final["step"] == 4
+  saved = json.loads((workdir / "config.json").read_text())["model"]
+  assert (
+    saved["d_model"]
+    == json.loads((pretrained.workdir / "config.json").read_text())["model"]["d_model"]
+  )

@@ -222,29 +222,39 @@ class SentencePieceBertTokenizer(BertTokenizer):
       raise ValueError("this tokenizer was built from bytes and has no model file to save")
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    return pathlib.Path(shutil.copyfile(self._sp.model_path, directory / SENTENCEPIECE_FILE))
+    target = directory / SENTENCEPIECE_FILE
+    if not (target.exists() and target.samefile(self._sp.model_path)):  # a resumed workdir's own
+      shutil.copyfile(self._sp.model_path, target)
+    return target
 
   def __repr__(self) -> str:
     return f"SentencePieceBertTokenizer(vocab_size={self.vocab_size}, model={self.model_path})"
 
 
-def load_bert_tokenizer(path: str | pathlib.Path) -> BertTokenizer:
-  """The tokenizer of a `vocab.txt`, a SentencePiece `.model`, or a directory holding one
-  (a workdir, an HF checkpoint directory); `do_lower_case` is read from tokenizer_config.json."""
+def load_bert_tokenizer(path: str | pathlib.Path, lowercase: bool | None = None) -> BertTokenizer:
+  """The tokenizer of a `vocab.txt`, a SentencePiece `.model`, a directory holding one (a
+  workdir, an HF checkpoint directory), or "bert-base-uncased" (its vocabulary, installed
+  offline). Lowercasing (WordPiece): a directory's tokenizer_config.json (`do_lower_case`)
+  decides; else `lowercase`, else the tokenizer_config.json beside the file, else True."""
+  if str(path) == "bert-base-uncased":
+    return WordPieceTokenizer.from_vocab(find_offline_bert_vocab(), lowercase=True)
   path = pathlib.Path(path)
   if path.is_dir():
-    if (path / VOCAB_FILE).is_file():
-      lowercase = True
-      if (path / CONFIG_FILE).is_file():
-        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        lowercase = bool(config.get("do_lower_case", True))
-      return WordPieceTokenizer.from_vocab(path / VOCAB_FILE, lowercase=lowercase)
-    if (path / SENTENCEPIECE_FILE).is_file():
+    if (path / SENTENCEPIECE_FILE).is_file() and not (path / VOCAB_FILE).is_file():
       return SentencePieceBertTokenizer.load(path / SENTENCEPIECE_FILE)
-    raise FileNotFoundError(f"{path} holds neither {VOCAB_FILE} nor {SENTENCEPIECE_FILE}")
+    if not (path / VOCAB_FILE).is_file():
+      raise FileNotFoundError(f"{path} holds neither {VOCAB_FILE} nor {SENTENCEPIECE_FILE}")
+    path = path / VOCAB_FILE
+    if (path.parent / CONFIG_FILE).is_file():
+      lowercase = None  # the checkpoint's own setting
   if path.suffix == ".model":
     return SentencePieceBertTokenizer.load(path)
-  return WordPieceTokenizer.from_vocab(path)
+  if lowercase is None:
+    lowercase = True
+    if (path.parent / CONFIG_FILE).is_file():
+      config = json.loads((path.parent / CONFIG_FILE).read_text(encoding="utf-8"))
+      lowercase = bool(config.get("do_lower_case", True))
+  return WordPieceTokenizer.from_vocab(path, lowercase=lowercase)
 
 
 def find_offline_bert_vocab() -> pathlib.Path:

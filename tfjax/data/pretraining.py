@@ -222,7 +222,7 @@ def prepare_pretraining_data(data_config: Any, vocab_size: int) -> PretrainingDa
 def _make_tokenizer(
   data_config: Any, vocab_size: int, texts: Any, cache_dir: pathlib.Path, corpus_name: str
 ) -> bert_tokenizer.BertTokenizer:
-  choice = str(getattr(data_config, "tokenizer", "sentencepiece"))
+  choice = str(data_config.get("tokenizer", "sentencepiece"))
   if choice == "sentencepiece":
     sentencepiece = tokenizer_lib.train_or_load_tokenizer(
       texts(data_config.train_split),
@@ -232,18 +232,12 @@ def _make_tokenizer(
       special_tokens="bert",
     )
     return bert_tokenizer.SentencePieceBertTokenizer(sentencepiece)
-  if choice == "bert-base-uncased":
-    return bert_tokenizer.WordPieceTokenizer.from_vocab(bert_tokenizer.find_offline_bert_vocab())
-  path = pathlib.Path(choice)
-  if not path.exists():
+  if choice != "bert-base-uncased" and not pathlib.Path(choice).exists():
     raise FileNotFoundError(
       f"data.tokenizer={choice!r} is neither 'sentencepiece', 'bert-base-uncased' nor an "
       "existing vocab.txt, .model file or directory"
     )
-  if path.is_file() and path.suffix != ".model":
-    lowercase = bool(getattr(data_config, "lowercase", True))
-    return bert_tokenizer.WordPieceTokenizer.from_vocab(path, lowercase=lowercase)
-  return bert_tokenizer.load_bert_tokenizer(path)
+  return bert_tokenizer.load_bert_tokenizer(choice, lowercase=data_config.get("lowercase"))
 
 
 # --- examples -------------------------------------------------------------------------------
@@ -251,7 +245,7 @@ def _make_tokenizer(
 
 @dataclasses.dataclass(frozen=True)
 class PretrainingOptions:
-  """Shape and sampling of the examples (BERT's values: 128 or 512, 20 or 80, 0.15, 0.1)."""
+  """Shape and sampling of the examples (Google BERT's: 128 or 512, 20 or 80, 0.15, 0.1)."""
 
   max_seq_len: int = 128
   max_predictions_per_seq: int = 20

@@ -95,9 +95,11 @@ class BertPretrainingTask(Task):
     "data.text_field",
     "data.train_split",
     "data.tokenizer",
+    "data.lowercase",
     "data.max_seq_len",
     "data.max_predictions_per_seq",
     "data.masked_lm_prob",
+    "data.short_seq_prob",
     "train.seed",
   )
 
@@ -115,7 +117,7 @@ class BertPretrainingTask(Task):
         "sample.fill_mask must be texts with a [MASK], e.g. ('Paris is the [MASK] of France.',)"
       )
 
-  def prepare_data(self, process_index: int, process_count: int) -> TaskData:
+  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
     data_cfg, train_cfg = self.config.data, self.config.train
     self._data = pretraining.prepare_pretraining_data(
       data_cfg, vocab_size=self.model_config.vocab_size
@@ -129,8 +131,9 @@ class BertPretrainingTask(Task):
       process_index=process_index,
       process_count=process_count,
     )
+    # Seed 0, not train.seed: runs with other seeds are scored on the same examples.
     eval_batches = pretraining.eval_batches(
-      self._data, data_cfg, train_cfg.batch_size, train_cfg.eval_batches, seed=train_cfg.seed
+      self._data, data_cfg, train_cfg.batch_size, train_cfg.eval_batches, seed=0
     )
     return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
 
@@ -148,6 +151,17 @@ class BertPretrainingTask(Task):
     return bert_flops_per_token(self.model_config, abstract_params, self.config.data.max_seq_len)
 
   def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
+    # The loss weighs NSP by masked tokens (see pretraining_loss_fn); report the paper's metric.
+    model = self.model()
+    inputs = ("tokens", "segment_ids", "attention_mask", "masked_positions")
+    predict = jax.jit(
+      lambda p, t, s, a, m: model.apply({"params": p}, t, s, a, masked_positions=m)[1].argmax(-1)
+    )
+    correct = [
+      np.asarray(predict(params, *(b[k] for k in inputs))) == b["next_sentence_label"]
+      for b in data.eval_batches
+    ]
+    final["eval_nsp_accuracy_per_example"] = float(np.mean(np.concatenate(correct)))
     sample = self.config.sample
     results = pipelines.fill_mask(
       self.model_config, params, self.tokenizer, list(sample.fill_mask), top_k=sample.top_k
@@ -163,8 +177,8 @@ class BertPretrainingTask(Task):
         f.write("\n".join(lines) + "\n")
     return [
       f"step {final['step']}: validation MLM accuracy {final['eval_mlm_accuracy']:.3f} "
-      f"(loss {final['eval_mlm_loss']:.3f}), NSP accuracy {final['eval_nsp_accuracy']:.3f} "
-      f"(loss {final['eval_nsp_loss']:.3f}; chance 0.5)",
+      f"(loss {final['eval_mlm_loss']:.3f}), NSP accuracy "
+      f"{final['eval_nsp_accuracy_per_example']:.3f} (chance 0.5)",
       "fill-mask:",
       *lines,
     ]
@@ -251,6 +265,7 @@ class ClassificationTask(Task):
     "data.train_split",
     "data.tokenizer",
     "data.max_seq_len",
+    "data.truncate",
     "init.checkpoint",
     "init.load_weights",
     "train.seed",
@@ -266,31 +281,43 @@ class ClassificationTask(Task):
     if not init.checkpoint and init.load_weights:
       raise ValueError("init.load_weights=True needs init.checkpoint; or set it to False")
 
-  def _adopt_architecture(self) -> None:
-    """Takes the architecture of init.checkpoint, so the pre-trained weights fit."""
-    _, pretrained = _pretrained_source(self.config.init.checkpoint)
+  def _adopt_architecture(self, architecture: BertConfig, source: str) -> None:
+    """Takes the architecture of `source`, so its weights fit (dropout, dtype, remat stay)."""
     changed = {
-      name: (getattr(self.model_config, name), getattr(pretrained, name))
+      name: (getattr(self.model_config, name), getattr(architecture, name))
       for name in _ARCHITECTURE
-      if getattr(self.model_config, name) != getattr(pretrained, name)
+      if getattr(self.model_config, name) != getattr(architecture, name)
     }
     if changed:
       logging.warning(
-        "model architecture taken from init.checkpoint=%s: %s",
-        self.config.init.checkpoint,
+        "model architecture taken from %s: %s",
+        source,
         ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
       )
       for name, (_, value) in changed.items():
         self.config.model[name] = value
       self.model_config = BertConfig.from_config(self.config.model)
 
-  def prepare_data(self, process_index: int, process_count: int) -> TaskData:
+  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
     data_cfg, train_cfg, init = self.config.data, self.config.train, self.config.init
-    if init.checkpoint:
-      self._adopt_architecture()
-    source = data_cfg.tokenizer or init.checkpoint
-    self.tokenizer = bert_tokenizer.load_bert_tokenizer(source)
-    bert_hub.check_vocab_matches(self.model_config, self.tokenizer.vocab_size)
+    saved = pathlib.Path(workdir) / "config.json"
+    if saved.is_file() and json.loads(saved.read_text()).get("task") == "classification":
+      # A resumed run: its own architecture and tokenizer, whatever init.checkpoint holds now.
+      self._adopt_architecture(
+        BertConfig.from_config(json.loads(saved.read_text())["model"]), workdir
+      )
+      tokenizer_source = workdir
+    else:
+      if init.checkpoint:
+        self._adopt_architecture(_pretrained_source(init.checkpoint)[1], init.checkpoint)
+      tokenizer_source = data_cfg.tokenizer or init.checkpoint
+    self.tokenizer = bert_tokenizer.load_bert_tokenizer(tokenizer_source)
+    if self.tokenizer.vocab_size > self.model_config.vocab_size:
+      raise ValueError(
+        f"the tokenizer of {tokenizer_source} has {self.tokenizer.vocab_size} ids but the model "
+        f"only {self.model_config.vocab_size} embeddings; fine-tune with the tokenizer the model "
+        "was pre-trained with (leave data.tokenizer empty to take init.checkpoint's)"
+      )
     if data_cfg.max_seq_len > self.model_config.max_len:
       raise ValueError(
         f"data.max_seq_len={data_cfg.max_seq_len} is longer than the position table (model."

@@ -68,7 +68,7 @@ class LanguageModelTask(Task):
         f"and sample.top_p={sample.top_p} (in (0, 1]) are out of range"
       )
 
-  def prepare_data(self, process_index: int, process_count: int) -> TaskData:
+  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
     data_cfg, train_cfg = self.config.data, self.config.train
     self._data = lm_data.prepare_lm_data(data_cfg, vocab_size=self.model_config.vocab_size)
     self._train_tokens = self._data.tokens(data_cfg.train_split)

@@ -48,8 +48,8 @@ class Task(abc.ABC):
     """Task-specific config checks, before any data or compilation; raise ValueError."""
 
   @abc.abstractmethod
-  def prepare_data(self, process_index: int, process_count: int) -> TaskData:
-    """Prepares (once, cached) and opens the data."""
+  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
+    """Prepares (once, cached) and opens the data; `workdir` may hold a run to resume."""
 
   @abc.abstractmethod
   def model(self, activation_sharding: Any = None) -> nn.Module:

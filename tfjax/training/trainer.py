@@ -123,7 +123,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   is_main = jax.process_index() == 0
 
   # ----------------------------------------------------------------------------------- data
-  data = task.prepare_data(jax.process_index(), jax.process_count())
+  data = task.prepare_data(workdir, jax.process_index(), jax.process_count())
   train_iter = data.train_iter
 
   # ------------------------------------------------------------------------ model and state
@@ -233,9 +233,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   final = {f"eval_{k}": v for k, v in (last_eval or evaluate(state.params)).items()}
   final_state = parallel.to_saved(state)
   final["step"] = int(jax.device_get(final_state.step))
+  if is_main:  # before the task's outputs: a failing one leaves the curve
+    plots.plot_loss_curves(metrics.read_metrics(workdir), os.path.join(workdir, "loss.png"))
   report = task.finish(final_state.params, workdir, final, data)
   if is_main:
-    plots.plot_loss_curves(metrics.read_metrics(workdir), os.path.join(workdir, "loss.png"))
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(final, f, indent=2)
     report.append(f"loss curve: {os.path.join(workdir, 'loss.png')}")
