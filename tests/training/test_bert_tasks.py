@@ -405,7 +405,10 @@ def test_a_gpt_workdir_as_init_checkpoint_is_a_clear_error(tmp_path, tfds_dir):
 @pytest.mark.parametrize(
   "overrides, message",
   [
-    ({"init.checkpoint": ""}, r"a classifier needs a tokenizer: set init.checkpoint .* or data"),
+    (
+      {"init.checkpoint": ""},
+      r"task 'classification' needs a tokenizer: set init.checkpoint .* or data",
+    ),
     (
       {"init.checkpoint": "", "data.tokenizer": "vocab.txt"},
       r"init.load_weights=True needs init.checkpoint; or set it to False",

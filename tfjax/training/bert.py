@@ -21,14 +21,14 @@ from tfjax.training.step import LossFn, cross_entropy_loss
 from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task, TaskData
 
 
-def _accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+def accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   """Weighted fraction of argmax predictions equal to `labels`."""
   correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
   weights = jnp.ones_like(correct) if weights is None else weights.astype(jnp.float32)
   return (correct * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
 
-def _rngs(dropout_rng: jax.Array | None, deterministic: bool) -> dict:
+def dropout_rngs(dropout_rng: jax.Array | None, deterministic: bool) -> dict:
   return {} if deterministic else {"dropout": dropout_rng}
 
 
@@ -66,7 +66,7 @@ def pretraining_loss_fn(model: BertForPreTraining) -> LossFn:
       batch["attention_mask"],
       masked_positions=batch["masked_positions"],
       deterministic=deterministic,
-      rngs=_rngs(dropout_rng, deterministic),
+      rngs=dropout_rngs(dropout_rng, deterministic),
     )  # [b, P, V], [b, 2]
     mlm_loss, num_masked = cross_entropy_loss(
       mlm_logits, batch["masked_ids"], batch["masked_weights"]
@@ -78,8 +78,8 @@ def pretraining_loss_fn(model: BertForPreTraining) -> LossFn:
       "num_tokens": num_masked,
       "mlm_loss": mlm_loss,
       "nsp_loss": nsp_loss,
-      "mlm_accuracy": _accuracy(mlm_logits, batch["masked_ids"], batch["masked_weights"]),
-      "nsp_accuracy": _accuracy(nsp_logits, labels, masked_per_example),
+      "mlm_accuracy": accuracy(mlm_logits, batch["masked_ids"], batch["masked_weights"]),
+      "nsp_accuracy": accuracy(nsp_logits, labels, masked_per_example),
     }
     return mlm_loss + nsp_loss, aux
 
@@ -199,13 +199,13 @@ def classification_loss_fn(model: BertForSequenceClassification) -> LossFn:
       batch["segment_ids"],
       batch["attention_mask"],
       deterministic=deterministic,
-      rngs=_rngs(dropout_rng, deterministic),
+      rngs=dropout_rngs(dropout_rng, deterministic),
     )  # [b, num_labels]
     weights = batch.get("weights")
     loss, num_examples = cross_entropy_loss(logits, batch["label"], weights)
     return loss, {
       "num_tokens": num_examples,
-      "accuracy": _accuracy(logits, batch["label"], weights),
+      "accuracy": accuracy(logits, batch["label"], weights),
     }
 
   return loss_fn
@@ -251,32 +251,23 @@ def load_pretrained(path: str, head: str | None = None) -> tuple[BertConfig, Any
   return config, checkpoint.restore_params(path, jax.eval_shape(init))
 
 
-class ClassificationTask(Task):
-  """A sequence classifier (single texts or pairs) fine-tuned from a pre-trained encoder, or
-  trained from scratch (`init.load_weights=False`: the same architecture and tokenizer, fresh
-  weights — the baseline of the transfer-learning claim). Reports test accuracy."""
+class FineTuningTask(Task):
+  """What every fine-tuning task shares: it starts from `init.checkpoint` (a pre-training
+  workdir or an HF BERT directory), whose architecture and tokenizer it takes, or from scratch
+  with the same architecture and tokenizer (`init.load_weights=False`). A resumed run takes
+  both from its own workdir. Subclasses build their model in `model()` and read their data in
+  `prepare_data` after `setup(workdir)`."""
 
   model_config_cls = BertConfig
-  run_identity = (
-    "data.name",
-    "data.text_field",
-    "data.text_pair_field",
-    "data.label_field",
-    "data.train_split",
-    "data.tokenizer",
-    "data.max_seq_len",
-    "data.truncate",
-    "init.checkpoint",
-    "init.load_weights",
-    "train.seed",
-  )
+  task_name: str  # config.task of the subclass
 
   def validate(self) -> None:
     data, init = self.config.data, self.config.init
     if not init.checkpoint and not data.tokenizer:
       raise ValueError(
-        "a classifier needs a tokenizer: set init.checkpoint (a pre-trained run, whose tokenizer "
-        "and architecture are used) or data.tokenizer (a vocab.txt or sentencepiece .model)"
+        f"task {self.task_name!r} needs a tokenizer: set init.checkpoint (a pre-trained run, "
+        "whose tokenizer and architecture are used) or data.tokenizer (a vocab.txt or "
+        "sentencepiece .model)"
       )
     if not init.checkpoint and init.load_weights:
       raise ValueError("init.load_weights=True needs init.checkpoint; or set it to False")
@@ -298,10 +289,12 @@ class ClassificationTask(Task):
         self.config.model[name] = value
       self.model_config = BertConfig.from_config(self.config.model)
 
-  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
-    data_cfg, train_cfg, init = self.config.data, self.config.train, self.config.init
+  def setup(self, workdir: str) -> None:
+    """Architecture and tokenizer (`self.tokenizer`), from the run to resume in `workdir` or
+    from init.checkpoint / data.tokenizer; checks they fit data.max_seq_len."""
+    data_cfg, init = self.config.data, self.config.init
     saved = pathlib.Path(workdir) / "config.json"
-    if saved.is_file() and json.loads(saved.read_text()).get("task") == "classification":
+    if saved.is_file() and json.loads(saved.read_text()).get("task") == self.task_name:
       # A resumed run: its own architecture and tokenizer, whatever init.checkpoint holds now.
       self._adopt_architecture(
         BertConfig.from_config(json.loads(saved.read_text())["model"]), workdir
@@ -323,28 +316,10 @@ class ClassificationTask(Task):
         f"data.max_seq_len={data_cfg.max_seq_len} is longer than the position table (model."
         f"max_len={self.model_config.max_len}); lower data.max_seq_len"
       )
-    self._data = classification.prepare_classification_data(data_cfg, self.tokenizer)
-    train_iter = classification.train_iterator(
-      self._data.train,
-      train_cfg.batch_size // process_count,
-      seed=train_cfg.seed,
-      process_index=process_index,
-      process_count=process_count,
-    )
-    eval_batches = classification.eval_batches(self._data.eval, train_cfg.batch_size)
-    return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
-
-  def model(self, activation_sharding: Any = None) -> BertForSequenceClassification:
-    return BertForSequenceClassification(
-      self.model_config, num_labels=self._data.num_labels, activation_sharding=activation_sharding
-    )
 
   def init_params(self, rng: jax.Array) -> Any:
     tokens = jnp.zeros((1, self.config.data.max_seq_len), jnp.int32)
     return self.model().init(rng, tokens)["params"]
-
-  def loss_fn(self, model: BertForSequenceClassification) -> LossFn:
-    return classification_loss_fn(model)
 
   def initial_params(self, params: Any) -> Any:
     init = self.config.init
@@ -364,6 +339,48 @@ class ClassificationTask(Task):
 
   def flops_per_token(self, abstract_params: Any) -> float:
     return bert_flops_per_token(self.model_config, abstract_params, self.config.data.max_seq_len)
+
+
+class ClassificationTask(FineTuningTask):
+  """A sequence classifier (single texts or pairs): the baseline of the transfer-learning claim
+  is the same task with `init.load_weights=False`. Reports test accuracy."""
+
+  task_name = "classification"
+  run_identity = (
+    "data.name",
+    "data.text_field",
+    "data.text_pair_field",
+    "data.label_field",
+    "data.train_split",
+    "data.tokenizer",
+    "data.max_seq_len",
+    "data.truncate",
+    "init.checkpoint",
+    "init.load_weights",
+    "train.seed",
+  )
+
+  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
+    data_cfg, train_cfg = self.config.data, self.config.train
+    self.setup(workdir)
+    self._data = classification.prepare_classification_data(data_cfg, self.tokenizer)
+    train_iter = classification.train_iterator(
+      self._data.train,
+      train_cfg.batch_size // process_count,
+      seed=train_cfg.seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    eval_batches = classification.eval_batches(self._data.eval, train_cfg.batch_size)
+    return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
+
+  def model(self, activation_sharding: Any = None) -> BertForSequenceClassification:
+    return BertForSequenceClassification(
+      self.model_config, num_labels=self._data.num_labels, activation_sharding=activation_sharding
+    )
+
+  def loss_fn(self, model: BertForSequenceClassification) -> LossFn:
+    return classification_loss_fn(model)
 
   def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
     lines = [

@@ -20,6 +20,7 @@ from absl import logging
 
 from tfjax.training import checkpoint, metrics, optimizer, plots, sharding
 from tfjax.training.bert import BertPretrainingTask, ClassificationTask
+from tfjax.training.bert_qa import QuestionAnsweringTask
 from tfjax.training.lm import LanguageModelTask
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
@@ -30,6 +31,7 @@ TASKS: dict[str, type[Task]] = {
   "lm": LanguageModelTask,
   "bert_pretraining": BertPretrainingTask,
   "classification": ClassificationTask,
+  "question_answering": QuestionAnsweringTask,
 }
 
 

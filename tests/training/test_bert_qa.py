@@ -1,0 +1,208 @@
+"""Question answering on the shared trainer: the loss against a numpy reference, the span search
+against brute force, and a tiny BERT that learns a few synthetic SQuAD questions end to end."""
+
+import itertools
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from etils import epath
+
+from configs import bert_tiny_squad
+from tests.conftest import apply_overrides
+from tfjax.data.bert_tokenizer import find_offline_bert_vocab
+from tfjax.models.bert import BertConfig, BertForQuestionAnswering
+from tfjax.training import bert_qa, metrics, trainer
+
+NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Henry")
+CITIES = ("Paris", "Rome", "Berlin", "Madrid", "Vienna", "Prague", "Lisbon", "Dublin")
+FILLER = "The weather is nice today and the streets are busy."
+
+
+class TinyQa(tfds.core.GeneratorBasedBuilder):
+  """SQuAD's features: 8 "Where does <name> live?" questions on contexts longer than a window."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
+
+  def __init__(self, *, file_format=None, **kwargs):
+    super().__init__(file_format=file_format or "array_record", **kwargs)
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "id": tfds.features.Text(),
+          "title": tfds.features.Text(),
+          "context": tfds.features.Text(),
+          "question": tfds.features.Text(),
+          "answers": tfds.features.Sequence(
+            {"text": tfds.features.Text(), "answer_start": np.int32}
+          ),
+        }
+      ),
+    )
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    for i, (name, city) in enumerate(zip(NAMES, CITIES, strict=True)):
+      others = [f"{n} works in {c}." for n, c in zip(NAMES, CITIES, strict=True) if n != name]
+      facts = [FILLER, *others[i % 3 :: 3], f"{name} lives in {city}.", FILLER]
+      context = " ".join(facts[i % 2 :])
+      answer = {"text": [city], "answer_start": [context.index(f"in {city}.") + 3]}
+      example = {"id": f"q{i}", "title": "t", "context": context, "answers": answer}
+      yield i, {**example, "question": f"Where does {name} live?"}
+
+
+# bert_tiny_squad.py from scratch at toy sizes on TinyQa; WordPiece (bert-base-uncased vocab).
+TINY: dict[str, Any] = {
+  "init.checkpoint": "",
+  "init.load_weights": False,
+  "model.vocab_size": 30522,
+  "model.num_layers": 1,
+  "model.d_model": 32,
+  "model.num_heads": 2,
+  "model.d_ff": 64,
+  "model.max_len": 32,
+  "model.dropout_rate": 0.0,
+  "model.attention_dropout_rate": 0.0,
+  "data.name": "tiny_qa",
+  "data.train_split": "train",
+  "data.eval_split": "train",
+  "data.max_seq_len": 32,
+  "data.doc_stride": 8,
+  "data.max_query_length": 10,
+  "train.batch_size": 8,
+  "train.num_steps": 150,
+  "train.learning_rate": 1e-2,
+  "train.warmup_steps": 10,
+  "train.log_every": 50,
+  "train.eval_every": 1000,
+  "train.checkpoint_every": 150,
+}
+
+
+def tiny_config(data_dir: str, **overrides: Any) -> ml_collections.ConfigDict:
+  values = {
+    **TINY,
+    "data.tfds_data_dir": data_dir,
+    "data.tokenizer": str(find_offline_bert_vocab()),
+  }
+  return apply_overrides(bert_tiny_squad.get_config(), {**values, **overrides})
+
+
+@pytest.fixture(autouse=True)
+def question_answering_task(monkeypatch):
+  """The trainer knows the task (until TASKS has it); no ~2 s matmul benchmark for MFU."""
+  monkeypatch.setitem(trainer.TASKS, "question_answering", bert_qa.QuestionAnsweringTask)
+  monkeypatch.setattr(metrics, "measure_matmul_peak_flops", lambda *a, **k: 1e11)
+
+
+# --- loss and span search ----------------------------------------------------------------------
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_loss_is_the_mean_of_start_and_end_cross_entropies_over_weighted_rows():
+  config = BertConfig(vocab_size=50, max_len=8, num_layers=1, num_heads=2, d_model=16, d_ff=32)
+  model = BertForQuestionAnswering(config)
+  rng = np.random.default_rng(0)
+  batch = {
+    "tokens": rng.integers(5, 50, (3, 8)).astype(np.int32),
+    "segment_ids": np.zeros((3, 8), np.int32),
+    "attention_mask": np.ones((3, 8), np.int32),
+    "start_position": np.array([1, 0, 4], np.int32),
+    "end_position": np.array([2, 0, 7], np.int32),
+    "weights": np.array([1, 1, 0], np.float32),
+  }
+  params = model.init(jax.random.key(0), batch["tokens"])["params"]
+  loss, aux = bert_qa.question_answering_loss_fn(model)(params, batch, None, True)
+  start, end = (np.asarray(x) for x in model.apply({"params": params}, batch["tokens"]))
+  rows = np.arange(2)  # the weighted ones
+  start_ce = -_log_softmax(start)[rows, batch["start_position"][:2]]
+  end_ce = -_log_softmax(end)[rows, batch["end_position"][:2]]
+  np.testing.assert_allclose(loss, (start_ce.mean() + end_ce.mean()) / 2, rtol=1e-5)
+  assert float(aux["num_tokens"]) == 2.0
+  start_right = start[:2].argmax(-1) == batch["start_position"][:2]
+  end_right = end[:2].argmax(-1) == batch["end_position"][:2]
+  np.testing.assert_allclose(aux["start_accuracy"], start_right.mean())
+  np.testing.assert_allclose(aux["span_accuracy"], (start_right & end_right).mean())
+
+
+def test_best_spans_match_a_brute_force_search():
+  rng = np.random.default_rng(1)
+  b, t, max_len = 4, 9, 3
+  start_logits, end_logits = rng.normal(size=(2, b, t)).astype(np.float32)
+  start_mask, end_mask = rng.random((2, b, t)) < 0.6
+  start_mask[3] = False  # no allowed span in row 3
+  scores, starts, ends = (
+    np.asarray(x)
+    for x in bert_qa.best_spans(
+      jnp.asarray(start_logits), jnp.asarray(end_logits), start_mask, end_mask, max_len
+    )
+  )
+  for row in range(b):
+    candidates = [
+      (start_logits[row, s] + end_logits[row, e], s, e)
+      for s, e in itertools.product(range(t), range(t))
+      if start_mask[row, s] and end_mask[row, e] and 0 <= e - s < max_len
+    ]
+    if not candidates:
+      assert scores[row] == -np.inf
+      continue
+    score, s, e = max(candidates)
+    assert (starts[row], ends[row]) == (s, e)
+    np.testing.assert_allclose(scores[row], score, rtol=1e-6)
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+def test_a_tiny_bert_learns_a_few_questions_end_to_end(tmp_path):
+  data_dir, workdir = str(tmp_path / "tfds"), tmp_path / "workdir"
+  config = tiny_config(data_dir)
+  final = trainer.train_and_evaluate(config, str(workdir))
+  assert 0 <= final["eval_exact_match"] <= 100 and 0 <= final["eval_f1"] <= 100
+  predictions = json.loads((workdir / "predictions.json").read_text())
+  assert sorted(predictions) == [f"q{i}" for i in range(8)]
+  # Every context is longer than a window: the answers come from the right window.
+  assert final["eval_f1"] > 90, predictions
+  assert predictions["q1"] == "Rome"
+  train = [r["loss"] for r in metrics.read_metrics(str(workdir)) if r["split"] == "train"]
+  assert train[-1] < train[0] / 4
+  assert json.loads((workdir / "config.json").read_text())["task"] == "question_answering"
+  assert (workdir / "vocab.txt").is_file()
+
+
+def test_config_errors_say_how_to_fix(tmp_path):
+  with pytest.raises(ValueError, match="needs a tokenizer"):
+    trainer.validate_config(tiny_config(str(tmp_path), **{"data.tokenizer": ""}))
+  with pytest.raises(ValueError, match="max_answer_length=0 must be >= 1"):
+    trainer.validate_config(tiny_config(str(tmp_path), **{"data.max_answer_length": 0}))
+  too_long = tiny_config(str(tmp_path), **{"data.max_seq_len": 64})
+  with pytest.raises(ValueError, match=r"max_seq_len=64 is longer than the position table"):
+    trainer.train_and_evaluate(too_long, str(tmp_path / "workdir"))
+
+
+def test_fine_tunes_from_an_hf_bert_directory(tmp_path):
+  """all-MiniLM-L6-v2 (an HF BertModel with its vocab.txt, installed offline): its architecture,
+  tokenizer and encoder weights are taken; a fresh span head on top."""
+  hf_dir = str(find_offline_bert_vocab().parent)
+  overrides = {"init.checkpoint": hf_dir, "init.load_weights": True, "data.tokenizer": ""}
+  one_step = {f"train.{k}": 1 for k in ("num_steps", "log_every", "checkpoint_every")}
+  config = tiny_config(str(tmp_path / "tfds"), **overrides, **one_step, **{"train.warmup_steps": 0})
+  final = trainer.train_and_evaluate(config, str(tmp_path / "workdir"))
+  saved = json.loads((tmp_path / "workdir" / "config.json").read_text())
+  assert saved["model"]["d_model"] == 384 and saved["model"]["num_layers"] == 6
+  assert 0 <= final["eval_f1"] <= 100
