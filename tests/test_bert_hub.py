@@ -323,7 +323,7 @@ def test_config_options_translate(hf, field, value):
 )
 def test_unsupported_config_raises_naming_the_option(hf, match):
   with pytest.raises(ValueError, match=match):
-    bert_hub.bert_config_from_hf(hf)
+    bert_hub.bert_config_from_hf({"model_type": "bert", **hf})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -403,3 +403,11 @@ def test_minilm_sentence_similarity_ranks_the_paraphrase_first(minilm):
   guitar, paraphrase, stocks = unit
   # "A man is playing a guitar." vs "Someone plays the guitar." / "The stock market fell ..."
   assert guitar @ paraphrase > 0.7 > 0.2 > guitar @ stocks  # measured 0.84 and -0.05
+
+
+def test_a_config_json_that_is_not_a_models_is_refused():
+  # sentence-transformers' 1_Pooling/config.json: HF's defaults would make it a BERT-base.
+  with pytest.raises(ValueError, match="not a model's config"):
+    bert_hub.bert_config_from_hf(
+      {"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True}
+    )

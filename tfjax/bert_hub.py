@@ -152,6 +152,12 @@ def bert_config_from_hf(hf_config: Mapping[str, Any]) -> BertConfig:
       f"config.json has model_type={model_type!r}; tfjax imports only BERT checkpoints "
       "(model_type 'bert', e.g. BertModel, BertForPreTraining or a sentence-transformers BERT)"
     )
+  if "model_type" not in hf_config and "hidden_size" not in hf_config:
+    raise ValueError(
+      f"this config.json has neither model_type nor hidden_size ({sorted(hf_config)[:6]}...): "
+      "not a model's config; give the directory of the HF BERT checkpoint itself (with "
+      "model.safetensors beside its config.json)"
+    )
   for key, value, meaning in _HF_FIXED_OPTIONS:
     if key in hf_config and hf_config[key] != value:
       raise ValueError(
