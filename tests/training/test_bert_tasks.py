@@ -473,3 +473,21 @@ def test_a_fine_tuning_run_resumes_without_its_pretrained_checkpoint(
     saved["d_model"]
     == json.loads((pretrained.workdir / "config.json").read_text())["model"]["d_model"]
   )
+
+
+def test_bert_flops_per_token_counts_the_matmuls_and_the_decoded_share_of_the_tied_decoder():
+  from tfjax.models.bert import BertForPreTraining
+  from tfjax.training.bert import bert_flops_per_token
+
+  config = BertConfig(vocab_size=100, max_len=16, num_layers=2, num_heads=2, d_model=8, d_ff=16)
+  tokens = jax.numpy.zeros((1, 16), jax.numpy.int32)
+  params = jax.eval_shape(BertForPreTraining(config).init, KEY, tokens)["params"]
+  # By hand: per layer q|k|v and out (4 d^2 + 4 d), the MLP (2 d ff + ff + d), two LayerNorms
+  # (4 d); the embeddings' LayerNorm, pooler, MLM transform + norm + bias, NSP; no tables.
+  d, ff, v = 8, 16, 100
+  layer = 4 * d * d + 4 * d + 2 * d * ff + ff + d + 4 * d
+  heads = 2 * d + (d * d + d) + (d * d + d + 2 * d + v) + (2 * d + 2)
+  matmuls = 2 * layer + heads
+  for decoded in (0.0, 0.25):
+    expected = 6 * (matmuls + decoded * v * d) + 12 * 2 * 16 * d
+    assert bert_flops_per_token(config, params, 16, decoded) == pytest.approx(expected)

@@ -32,14 +32,18 @@ def dropout_rngs(dropout_rng: jax.Array | None, deterministic: bool) -> dict:
   return {} if deterministic else {"dropout": dropout_rng}
 
 
-def bert_flops_per_token(config: BertConfig, params: Any, seq_len: int) -> float:
-  """Training FLOPs per token (6N + attention); N leaves out the embedding lookups but counts
-  the token table once, for the tied MLM decoder it feeds (an upper bound: only the masked
-  positions are decoded)."""
+def bert_flops_per_token(
+  config: BertConfig, params: Any, seq_len: int, decoded_per_token: float = 0.0
+) -> float:
+  """Training FLOPs per token: 6N + attention, where N leaves out the embedding tables (lookups,
+  no matmul) but adds the tied MLM decoder (V x d) for the share of tokens it decodes:
+  `decoded_per_token` = max_predictions_per_seq / max_seq_len in pre-training, 0 when
+  fine-tuning."""
   num_params = sum(x.size for x in jax.tree.leaves(params))
-  lookups = (config.max_len + config.type_vocab_size) * config.d_model
+  tables = (config.vocab_size + config.max_len + config.type_vocab_size) * config.d_model
+  decoder = decoded_per_token * config.vocab_size * config.d_model
   return transformer_flops_per_token(
-    num_params - lookups, config.num_layers, seq_len, config.d_model
+    num_params - tables + decoder, config.num_layers, seq_len, config.d_model
   )
 
 
@@ -148,7 +152,9 @@ class BertPretrainingTask(Task):
     return pretraining_loss_fn(model)
 
   def flops_per_token(self, abstract_params: Any) -> float:
-    return bert_flops_per_token(self.model_config, abstract_params, self.config.data.max_seq_len)
+    data = self.config.data
+    decoded = data.max_predictions_per_seq / data.max_seq_len  # MLM decodes only these
+    return bert_flops_per_token(self.model_config, abstract_params, data.max_seq_len, decoded)
 
   def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
     # The loss weighs NSP by masked tokens (see pretraining_loss_fn); report the paper's metric.
