@@ -184,6 +184,18 @@ def test_sentencepiece_reads_mask_in_prompts_as_a_word_start(sentencepiece):
   assert ids == expected
 
 
+def test_sentencepiece_mask_stands_for_a_word_and_what_follows_it_unspaced_continues_it(
+  sentencepiece,
+):
+  # "the" is one piece ("▁the"): masking it leaves the other ids of the sentence unchanged,
+  # the "." right after it included (not "▁." as at the start of a text).
+  plain = sentencepiece.encode("It is one of the.")
+  the = sentencepiece.token_to_id("▁the")
+  assert plain[-2:] == [the, sentencepiece.token_to_id(".")]
+  masked = sentencepiece.encode("It is one of [MASK].", allow_special=True)
+  assert masked == [*plain[:-2], 4, plain[-1]]
+
+
 def test_sentencepiece_save_and_load(sentencepiece, tmp_path):
   path = sentencepiece.save(tmp_path)
   assert path.name == "sentencepiece.model"

@@ -20,6 +20,8 @@ import shutil
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from tfjax.data import tokenizer as tokenizer_lib
@@ -89,13 +91,21 @@ class BertTokenizer(abc.ABC):
     if not allow_special:
       return self._encode_batch([text])[0]
     parts = _SPECIAL_PATTERN.split(text)  # text, special, text, ..., text
-    # Each text part is encoded alone, as the start of a text ("the [MASK] of" -> "the", "of").
-    encoded = self._encode_batch([part.strip() for part in parts[0::2]])
-    ids = list(encoded[0])
-    for special, following in zip(parts[1::2], encoded[1:], strict=True):
+    texts = [part.rstrip() for part in parts[0::2]]  # a special stands for the word after it
+    # A part after a special starts a new word if whitespace separates them ("the [MASK] of"),
+    # else it continues the special's word ("[MASK]." -> "." as after a word, not " .").
+    ids = list(self._encode_batch([texts[0]])[0])
+    for special, part in zip(parts[1::2], texts[1:], strict=True):
       ids.append(self._special_ids[special])
-      ids.extend(following)
+      if part[:1].isspace() or not part:
+        ids.extend(self._encode_batch([part.lstrip()])[0])
+      else:
+        ids.extend(self._encode_continuation(part))
     return ids
+
+  def _encode_continuation(self, text: str) -> list[int]:
+    """Ids of `text` read as the rest of a word (no word boundary before its first token)."""
+    return self._encode_batch([text])[0]  # WordPiece splits words at punctuation anyway
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     """`encode` of many texts at once (in parallel), special tokens read as plain text."""
@@ -189,6 +199,7 @@ class SentencePieceBertTokenizer(BertTokenizer):
 
   def __init__(self, sentencepiece: tokenizer_lib.SentencePieceTokenizer):
     self._sp = sentencepiece
+    self._continuation: spm.SentencePieceProcessor | None = None
     pieces = [sentencepiece.id_to_piece(i) for i in range(sentencepiece.vocab_size)]
     self._token_to_id = {piece: i for i, piece in enumerate(pieces)}
     super().__init__(self._token_to_id, sentencepiece.vocab_size)
@@ -207,6 +218,16 @@ class SentencePieceBertTokenizer(BertTokenizer):
 
   def _encode_batch(self, texts: list[str]) -> list[list[int]]:
     return self._sp.encode_batch(texts)
+
+  def _encode_continuation(self, text: str) -> list[int]:
+    # SentencePiece starts every text with a word boundary ("▁"): a processor of the same model
+    # without that dummy prefix reads "." as the "." after a word.
+    if self._continuation is None:
+      proto = sentencepiece_model_pb2.ModelProto()
+      proto.ParseFromString(self._sp.serialized_model_proto())
+      proto.normalizer_spec.add_dummy_prefix = False
+      self._continuation = spm.SentencePieceProcessor(model_proto=proto.SerializeToString())
+    return self._continuation.encode(text)
 
   def _decode(self, ids: list[int]) -> str:
     return self._sp.decode(ids)

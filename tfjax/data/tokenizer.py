@@ -81,6 +81,9 @@ class SentencePieceTokenizer:
   def id_to_piece(self, token_id: int) -> str:
     return self._processor.id_to_piece(int(token_id))
 
+  def serialized_model_proto(self) -> bytes:
+    return self._processor.serialized_model_proto()
+
   def __repr__(self) -> str:
     return f"SentencePieceTokenizer(vocab_size={self.vocab_size}, model_path={self.model_path})"
 
