@@ -323,6 +323,22 @@ class FineTuningTask(Task):
         f"max_len={self.model_config.max_len}); lower data.max_seq_len"
       )
 
+  def task_data(
+    self, train: Any, evaluation: Any, process_index: int, process_count: int
+  ) -> TaskData:
+    """Shuffled training batches and every eval example once, from encoded examples (anything
+    with `len()` and `rows()`, as `classification.ClassificationExamples`)."""
+    data_cfg, train_cfg = self.config.data, self.config.train
+    train_iter = classification.train_iterator(
+      train,
+      train_cfg.batch_size // process_count,
+      seed=train_cfg.seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    eval_batches = classification.eval_batches(evaluation, train_cfg.batch_size)
+    return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
+
   def init_params(self, rng: jax.Array) -> Any:
     tokens = jnp.zeros((1, self.config.data.max_seq_len), jnp.int32)
     return self.model().init(rng, tokens)["params"]
@@ -367,18 +383,9 @@ class ClassificationTask(FineTuningTask):
   )
 
   def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
-    data_cfg, train_cfg = self.config.data, self.config.train
     self.setup(workdir)
-    self._data = classification.prepare_classification_data(data_cfg, self.tokenizer)
-    train_iter = classification.train_iterator(
-      self._data.train,
-      train_cfg.batch_size // process_count,
-      seed=train_cfg.seed,
-      process_index=process_index,
-      process_count=process_count,
-    )
-    eval_batches = classification.eval_batches(self._data.eval, train_cfg.batch_size)
-    return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
+    self._data = classification.prepare_classification_data(self.config.data, self.tokenizer)
+    return self.task_data(self._data.train, self._data.eval, process_index, process_count)
 
   def model(self, activation_sharding: Any = None) -> BertForSequenceClassification:
     return BertForSequenceClassification(

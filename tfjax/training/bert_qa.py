@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tfjax.data import classification, squad
+from tfjax.data import squad
 from tfjax.models.bert import BertForQuestionAnswering
 from tfjax.training.bert import FineTuningTask, accuracy, dropout_rngs
 from tfjax.training.step import LossFn, cross_entropy_loss
@@ -102,19 +102,10 @@ class QuestionAnsweringTask(FineTuningTask):
       )
 
   def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
-    data_cfg, train_cfg = self.config.data, self.config.train
     self.setup(workdir)
-    self._data = squad.prepare_squad_data(data_cfg, self.tokenizer)
-    # SquadFeatures has the rows()/len() of ClassificationExamples: the same pipelines serve.
-    train_iter = classification.train_iterator(
-      self._data.train,
-      train_cfg.batch_size // process_count,
-      seed=train_cfg.seed,
-      process_index=process_index,
-      process_count=process_count,
-    )
-    eval_batches = classification.eval_batches(self._data.eval, train_cfg.batch_size)
-    return TaskData(train_iter, eval_batches, data_cfg.max_seq_len, self.tokenizer.save)
+    self._data = squad.prepare_squad_data(self.config.data, self.tokenizer)
+    # SquadFeatures has the len()/rows() of ClassificationExamples: the same pipelines serve.
+    return self.task_data(self._data.train, self._data.eval, process_index, process_count)
 
   def model(self, activation_sharding: Any = None) -> BertForQuestionAnswering:
     return BertForQuestionAnswering(self.model_config, activation_sharding=activation_sharding)
