@@ -1,5 +1,6 @@
-"""BERT's tasks: MLM + NSP pre-training, and fine-tuning a sequence classifier (Devlin et al.
-2018, §3.1 and §4.1), on the shared trainer."""
+"""BERT's tasks on the shared trainer: MLM + NSP pre-training (Devlin et al. 2018, §3.1), and
+fine-tuning a sequence classifier (§4.1) on `FineTuningTask`, the base question answering
+(bert_qa.py, §4.2) shares."""
 
 import dataclasses
 import json
