@@ -7,8 +7,10 @@ Commands (pre-train first with configs/bert_tiny.py; the second is the from-scra
   python -m train.bert --config=configs/bert_tiny_sentiment.py \
       --workdir=workdir/bert_tiny_sentiment_scratch --config.init.load_weights=False
 
-Expected: about 3 minutes each; test accuracy of the fine-tuned model above the from-scratch
-one (README "BERT" has both); BERT-base reaches ~0.93 on SST-2, this CPU-sized model far less.
+Expected: about 4.5 minutes each on 2 CPU cores (measured with two runs sharing them); test
+accuracy 0.715 fine-tuned vs 0.727 from scratch (seed 0; 0.690 vs 0.714 with seed 1), against
+0.573 for always "fresh": movie reviews are out of the pre-training corpus's domain and this
+small pre-training does not help them. From the real MiniLM-L6 (README "BERT"): 0.803.
 """
 
 import ml_collections

@@ -7,8 +7,9 @@ the same architecture, tokenizer and budget, fresh weights):
   python -m train.bert --config=configs/bert_tiny_topics.py \
       --workdir=workdir/bert_tiny_topics_scratch --config.init.load_weights=False
 
-Expected: about 6 minutes each; test accuracy of the fine-tuned model well above the
-from-scratch one and far above always guessing the largest topic (README "BERT" has both).
+Expected: about 8 minutes each on 2 CPU cores (measured with two runs sharing them); test
+accuracy 0.710 fine-tuned vs 0.614 from scratch (seed 0; 0.682 vs 0.596 with seed 1), against
+0.215 for always guessing the largest topic (README "BERT").
 To fine-tune an imported HF BERT instead: --config.init.checkpoint=<dir with config.json,
 model.safetensors and vocab.txt> (the architecture and vocabulary are taken from it).
 """
