@@ -1,14 +1,22 @@
 """Every configs/*.py is runnable documentation: it loads, validates, and has its stated size."""
 
+import functools
 import importlib
 import pathlib
 import re
 
+import jax
+import numpy as np
 import pytest
 
-from tfjax.models import bert
+from configs import transformer_base
+from tests.conftest import apply_overrides
+from tfjax.data import translation as translation_data
+from tfjax.models import bert, transformer
 from tfjax.models.gpt import GPTConfig, count_params
-from tfjax.training import trainer
+from tfjax.training import optimizer, trainer
+from tfjax.training.state import TrainState
+from tfjax.training.step import train_step
 
 CONFIG_NAMES = sorted(
   p.stem
@@ -59,3 +67,51 @@ def test_bert_configs_have_the_hf_parameter_counts(name):
   assert bert.count_params(config, "model") == encoder
   stated = re.search(r"\(([\d,]+) parameters with the MLM", module.__doc__).group(1)
   assert int(stated.replace(",", "")) == with_heads
+
+
+# Vaswani et al. 2017, Table 3 (millions, a shared 37k vocabulary): ours from `jax.eval_shape`.
+TRANSFORMER_PARAMETER_COUNTS = {"transformer_base": 65e6, "transformer_big": 213e6}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMER_PARAMETER_COUNTS))
+def test_transformer_configs_are_within_5_percent_of_table_3(name):
+  module = importlib.import_module(f"configs.{name}")
+  num_params = transformer.count_params(
+    transformer.TransformerConfig.from_config(module.get_config().model)
+  )
+  assert abs(num_params / TRANSFORMER_PARAMETER_COUNTS[name] - 1) < 0.05
+  stated = re.search(r"\(([\d,]+) parameters;", module.__doc__).group(1)
+  assert int(stated.replace(",", "")) == num_params
+
+
+@pytest.mark.parametrize("row", sorted(transformer_base.TABLE_3))
+def test_table_3_rows_are_overrides_that_build_and_train_one_step(row):
+  """Each row's overrides on transformer_base: the paper's size where Table 3 gives one (within
+  10%: the table rounds, and its vocabulary is "about" 37k), and one real training step (of a
+  1-layer, 64-token-vocabulary copy, unless the row sets N) with a finite loss."""
+  overrides, paper_millions = transformer_base.TABLE_3[row]
+  config = apply_overrides(transformer_base.get_config(), overrides)
+  trainer.validate_config(config)
+  model_config = transformer.TransformerConfig.from_config(config.model)
+  if paper_millions is not None:
+    assert abs(transformer.count_params(model_config) / (paper_millions * 1e6) - 1) < 0.10
+
+  small = {"model.vocab_size": 64, "model.max_len": 16, "data.max_len": 16}
+  if "model.num_layers" not in overrides:
+    small["model.num_layers"] = 1
+  task = trainer.make_task(apply_overrides(config, small))
+  tx, schedule = optimizer.make_optimizer(config.train, model_config.d_model)
+  state = TrainState.create(task.init_params(jax.random.key(0)), tx, jax.random.key(1))
+  rng = np.random.default_rng(0)
+  pairs = translation_data.Pairs(
+    [rng.integers(4, 64, size=5) for _ in range(4)], [rng.integers(4, 64, size=6) for _ in range(4)]
+  )
+  batch = translation_data.pack_pairs(pairs, 16, bos_id=2, eos_id=3)
+  step = jax.jit(
+    functools.partial(
+      train_step, loss_fn=task.loss_fn(task.model()), optimizer=tx, schedule=schedule
+    )
+  )
+  state, metrics = step(state, batch)
+  assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+  assert float(metrics["num_tokens"]) == 4 * 7

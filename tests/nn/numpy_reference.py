@@ -182,3 +182,42 @@ def bert_mlm_logits(p, hidden, *, activation, eps):
   `p` is a BertForPreTraining's params."""
   x = layer_norm(ACTIVATIONS[activation](dense(hidden, p["mlm_transform"])), p["mlm_norm"], eps)
   return x @ p["bert"]["embeddings"]["token_embed"]["embedding"].T + p["mlm_output_bias"]
+
+
+def sinusoids(length, d_model):
+  """Vaswani et al. §3.5, one entry at a time: PE(pos, 2i) = sin(pos / 10000^(2i/d)),
+  PE(pos, 2i+1) = cos(pos / 10000^(2i/d))."""
+  table = np.zeros((length, d_model))
+  for pos in range(length):
+    for i in range(d_model // 2):
+      table[pos, 2 * i] = math.sin(pos / 10000 ** (2 * i / d_model))
+      table[pos, 2 * i + 1] = math.cos(pos / 10000 ** (2 * i / d_model))
+  return table
+
+
+def transformer_logits(p, source, target_in, *, num_heads, eps):
+  """The encoder–decoder of Vaswani et al. §3 with post-LN ReLU layers and one embedding
+  matrix E for source, target and output: embeddings E[x] * sqrt(d) + PE, encoder self-attention
+  over the non-padding (id 0) source tokens, decoder causal self-attention and cross-attention
+  over the source, logits y @ E^T. `p` is a tfjax Transformer's params."""
+  source, target_in = np.asarray(source), np.asarray(target_in)
+  table = p["token_embed"]["embedding"]
+  d = table.shape[1]
+  embed = lambda t: table[t] * math.sqrt(d) + sinusoids(t.shape[1], d)[None]
+  layer = functools.partial(
+    transformer_layer, num_heads=num_heads, activation="relu", pre_norm=False, eps=eps
+  )
+  source_keys = (source != 0)[:, None, None, :]  # [b, 1, 1, s]
+  x = embed(source)
+  for i in range(len([k for k in p["encoder"] if k.startswith("layer_")])):
+    x = layer(p["encoder"][f"layer_{i}"], x, source_keys)
+  y = embed(target_in)
+  for i in range(len([k for k in p["decoder"] if k.startswith("layer_")])):
+    y = layer(
+      p["decoder"][f"layer_{i}"],
+      y,
+      causal(target_in.shape[1]),
+      encoded=x,
+      cross_mask=source_keys,
+    )
+  return y @ table.T

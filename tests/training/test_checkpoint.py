@@ -145,3 +145,24 @@ def test_restoring_from_an_empty_workdir_raises_file_not_found(tmp_path):
 def test_max_to_keep_below_one_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="train.max_to_keep=0 must be >= 1"):
     checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=0)
+
+
+def test_average_checkpoints_is_the_mean_of_the_newest_params(tmp_path):
+  states = [trained_state(n) for n in (1, 2, 3, 4)]
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)  # step 1 rotates out
+  for state in states:
+    checkpoint.save(manager, int(state.step), state)
+  manager.wait_until_finished()
+  abstract = abstract_state().params
+  mean, steps = checkpoint.average_checkpoints(str(tmp_path), abstract, last=2)
+  assert steps == [3, 4]
+  expected = jax.tree.map(
+    lambda a, b: (np.asarray(a) + np.asarray(b)) / 2, *(s.params for s in states[2:])
+  )
+  chex.assert_trees_all_close(mean, expected, rtol=1e-6)
+  # More than there are: all kept ones.
+  assert checkpoint.average_checkpoints(str(tmp_path), abstract, last=5)[1] == [2, 3, 4]
+  with pytest.raises(ValueError, match="choose 1 or more"):
+    checkpoint.average_checkpoints(str(tmp_path), abstract, last=0)
+  with pytest.raises(FileNotFoundError, match="train first"):
+    checkpoint.average_checkpoints(str(tmp_path / "empty"), abstract, last=2)

@@ -10,6 +10,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -64,13 +65,7 @@ def restore(
 
 def restore_params(workdir: str, abstract_params: Any, step: int | None = None) -> Any:
   """Restores only the parameters of a training checkpoint (for sampling or evaluation)."""
-  manager = ocp.CheckpointManager(
-    os.path.join(os.path.abspath(workdir), "checkpoints"),
-    item_handlers={
-      "state": ocp.PyTreeCheckpointHandler(),
-      "data": grain.checkpoint.CheckpointHandler(),
-    },
-  )
+  manager = _read_only_manager(workdir)
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first")
@@ -86,6 +81,39 @@ def restore_params(workdir: str, abstract_params: Any, step: int | None = None) 
     ),
   )
   return restored["state"]["params"]
+
+
+def average_checkpoints(workdir: str, abstract_params: Any, last: int) -> tuple[Any, list[int]]:
+  """The mean of the parameters of the newest `last` checkpoints, and their steps.
+
+  Vaswani et al. 2017, §6.1: "averaging the last 5 checkpoints, which were written at 10-minute
+  intervals" (20 for the big models). Sums in float32; the result has the saved dtypes.
+  """
+  if last < 1:
+    raise ValueError(f"average of the last {last} checkpoints: choose 1 or more")
+  steps = _read_only_manager(workdir).all_steps()
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints; train first")
+  steps = sorted(steps)[-last:]
+  total = None
+  for step in steps:
+    params = jax.tree.map(
+      lambda x: np.asarray(x, np.float32), restore_params(workdir, abstract_params, step)
+    )
+    total = params if total is None else jax.tree.map(np.add, total, params)
+  mean = jax.tree.map(lambda x, a: (x / len(steps)).astype(a.dtype), total, abstract_params)
+  return mean, steps
+
+
+def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
+  """A manager that reads a workdir's checkpoints (and never rotates them)."""
+  return ocp.CheckpointManager(
+    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    item_handlers={
+      "state": ocp.PyTreeCheckpointHandler(),
+      "data": grain.checkpoint.CheckpointHandler(),
+    },
+  )
 
 
 def check_params_fit(manager: ocp.CheckpointManager, step: int, abstract_params: Any) -> None:

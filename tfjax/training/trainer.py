@@ -26,12 +26,14 @@ from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
 from tfjax.training.step import check_grad_accum_steps
 from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task
+from tfjax.training.translation import TranslationTask
 
 TASKS: dict[str, type[Task]] = {
   "lm": LanguageModelTask,
   "bert_pretraining": BertPretrainingTask,
   "classification": ClassificationTask,
   "question_answering": QuestionAnsweringTask,
+  "translation": TranslationTask,
 }
 
 
@@ -58,7 +60,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Task:
       f"train.checkpoint_every={train.checkpoint_every} must be a positive multiple of "
       f"train.log_every={train.log_every}, so that a resumed run logs the same step windows"
     )
-  optimizer.make_optimizer(train)  # raises on bad optimizer or schedule values
+  optimizer.make_optimizer(train, config.model.get("d_model"))  # raises on bad values
   return make_task(config)
 
 
@@ -131,7 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ------------------------------------------------------------------------ model and state
   mode = parallel_cfg.get("mode", "jit")
   train_model = task.model(activation_sharding=sharding.activation_sharding(mode, mesh))
-  tx, schedule = optimizer.make_optimizer(train_cfg)
+  tx, schedule = optimizer.make_optimizer(train_cfg, config.model.get("d_model"))
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(train_cfg.seed))
 
   def init_state() -> TrainState:

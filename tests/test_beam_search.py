@@ -1,0 +1,305 @@
+"""Tests for tfjax.beam_search against plain-Python references: brute-force enumeration of every
+output, a step-by-step beam search without early stopping, and argmax decoding.
+
+The step function is a toy language model whose logits depend on every token fed so far through
+its cache (a running hash and the token history), on the position, and on a per-example context,
+so a wrong cache reorder, a wrong position or a context seen by the wrong example changes the
+results. Each search is compiled once, at one small shape.
+"""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tfjax import beam_search
+
+BOS, EOS = 1, 2
+PRIME = 1_000_003
+ROWS = 64  # rows of the toy model's logit tables
+
+
+class ToyModel:
+  """Logits = table[hash of the whole history] + table[hash of the stored tokens] + position term
+  + context bias. With `eos_rule`, the EOS logit is +30 when the history hash is 0 mod 4 and -30
+  otherwise, so EOS is either the clear winner or never a runner-up."""
+
+  def __init__(self, vocab_size: int, max_len: int, seed: int, eos_rule: bool = False):
+    rng = np.random.default_rng(seed)
+    self.vocab_size, self.max_len, self.eos_rule = vocab_size, max_len, eos_rule
+    self.state_table = (2.0 * rng.normal(size=(ROWS, vocab_size))).astype(np.float32)
+    self.history_table = rng.normal(size=(ROWS, vocab_size)).astype(np.float32)
+    self.position_table = (0.5 * rng.normal(size=(max_len, vocab_size))).astype(np.float32)
+
+  def initial(self, seeds: list[int]) -> tuple[dict, dict]:
+    """(cache, context) for len(seeds) examples: each its own start state and logit bias."""
+    rng = np.random.default_rng(seeds)
+    cache = {
+      "state": jnp.array(seeds, jnp.int32),
+      "history": jnp.zeros((len(seeds), self.max_len), jnp.int32),
+    }
+    context = {"bias": jnp.asarray(rng.normal(size=(len(seeds), self.vocab_size)), jnp.float32)}
+    return cache, context
+
+  def _hash(self, state, token):
+    return (state * 31 + token + 1) % PRIME
+
+  def step_fn(self, tokens, positions, cache, context):
+    token, position = tokens[:, 0], positions[:, 0]
+    state = self._hash(cache["state"], token)
+    history = cache["history"].at[jnp.arange(token.shape[0]), position].set(token)
+    history_hash = jnp.sum(history * (jnp.arange(self.max_len) + 3), axis=1) % ROWS
+    logits = (
+      jnp.asarray(self.state_table)[state % ROWS]
+      + jnp.asarray(self.history_table)[history_hash]
+      + jnp.asarray(self.position_table)[position]
+      + context["bias"]
+    )
+    if self.eos_rule:
+      logits = logits.at[:, EOS].set(jnp.where(state % 4 == 0, 30.0, -30.0))
+    return logits, {"state": state, "history": history}
+
+  def log_probs(self, seed: int, bias: np.ndarray, outputs: tuple) -> np.ndarray:
+    """log p(. | BOS, outputs) [V] for one example, replaying its whole history in numpy."""
+    state, history = seed, np.zeros(self.max_len, np.int64)
+    for position, token in enumerate((BOS,) + tuple(outputs)):
+      state = self._hash(state, token)
+      history[position] = token
+    history_hash = int(np.sum(history * (np.arange(self.max_len) + 3)) % ROWS)
+    logits = (
+      self.state_table[state % ROWS]
+      + self.history_table[history_hash]
+      + self.position_table[len(outputs)]
+      + bias
+    ).astype(np.float64)
+    if self.eos_rule:
+      logits[EOS] = 30.0 if state % 4 == 0 else -30.0
+    return logits - np.log(np.sum(np.exp(logits - logits.max()))) - logits.max()
+
+
+def _penalty(length: int, alpha: float) -> float:
+  return ((5.0 + length) / 6.0) ** alpha  # Wu et al. 2016, Eq. 14, written again here
+
+
+def _pad(sequence: tuple, max_len: int) -> list[int]:
+  return list(sequence) + [0] * (max_len - len(sequence))
+
+
+def _scorer(model: ToyModel, seed: int, bias: np.ndarray):
+  """log_probs(prefix) for one example, memoised."""
+  return functools.cache(lambda prefix: model.log_probs(seed, bias, prefix))
+
+
+def _brute_force(model, seed, bias, limit, alpha):
+  """Every complete output (EOS at the end, or `limit` tokens), best score first."""
+  log_probs = _scorer(model, seed, bias)
+  hypotheses = []
+  for length in range(1, limit + 1):
+    for sequence in itertools.product(range(model.vocab_size), repeat=length):
+      if EOS in sequence[:-1] or (sequence[-1] != EOS and length < limit):
+        continue
+      logp = sum(log_probs(sequence[:t])[sequence[t]] for t in range(length))
+      hypotheses.append((logp / _penalty(length, alpha), sequence))
+  return sorted(hypotheses, key=lambda h: -h[0])
+
+
+def _reference_beam_search(model, seed, bias, limit, beam, alpha, max_len):
+  """Beam search as specified, in plain Python, run to the limit without early stopping.
+
+  Returns (the finished hypotheses, best first, at most `beam`; the number of steps after
+  which the exact early-stopping rule first holds)."""
+  log_probs = _scorer(model, seed, bias)
+  alive, finished, stop_step = [(0.0, ())], [], None
+  for step in range(limit):
+    candidates = sorted(
+      (
+        (logp + log_probs(seq)[t], seq + (t,))
+        for logp, seq in alive
+        for t in range(model.vocab_size)
+      ),
+      key=lambda c: -c[0],
+    )[: 2 * beam]
+    ends = lambda seq: seq[-1] == EOS or len(seq) == limit  # noqa: E731
+    alive = [c for c in candidates if not ends(c[1])][:beam]
+    new = [(logp / _penalty(len(seq), alpha), seq) for logp, seq in candidates if ends(seq)]
+    finished = sorted(finished + new, key=lambda h: -h[0])[:beam]
+    worst = finished[-1][0] if len(finished) == beam else -np.inf
+    best_possible = (
+      max(lp for lp, _ in alive) / max(_penalty(step + 1, alpha), _penalty(limit, alpha))
+      if alive
+      else -np.inf
+    )
+    if stop_step is None and not best_possible > worst:
+      stop_step = step + 1
+  return finished, stop_step
+
+
+def _reference_greedy(model, seed, bias, limit):
+  log_probs = _scorer(model, seed, bias)
+  sequence = ()
+  while len(sequence) < limit and (not sequence or sequence[-1] != EOS):
+    sequence += (int(np.argmax(log_probs(sequence))),)
+  return sequence, sum(log_probs(sequence[:t])[sequence[t]] for t in range(len(sequence)))
+
+
+def test_exhaustive_beam_matches_brute_force_enumeration():
+  """beam_size >= V**max_len keeps every hypothesis: all of them come back, ranked as by brute
+  force, each example with its own context, cache start and limit; unused slots are -inf/0."""
+  vocab_size, max_len, beam, alpha = 4, 3, 64, 0.6
+  model, seeds, limits = ToyModel(vocab_size, max_len, seed=0), [11, 23], [3, 2]
+  cache, context = model.initial(seeds)
+  search = jax.jit(
+    functools.partial(
+      beam_search.beam_search,
+      model.step_fn,
+      batch_size=2,
+      beam_size=beam,
+      max_len=max_len,
+      bos_id=BOS,
+      eos_id=EOS,
+      alpha=alpha,
+    )
+  )
+  sequences, scores = search(cache, context, max_lengths=jnp.array(limits))
+  assert sequences.shape == (2, beam, max_len) and sequences.dtype == jnp.int32
+  assert scores.shape == (2, beam) and scores.dtype == jnp.float32
+  bests = []
+  for b in range(2):
+    bias = np.asarray(context["bias"][b])
+    expected = _brute_force(model, seeds[b], bias, limits[b], alpha)
+    count = len(expected)
+    np.testing.assert_allclose(scores[b, :count], [s for s, _ in expected], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(sequences[b, :count], [_pad(q, max_len) for _, q in expected])
+    assert np.all(np.asarray(scores[b, count:]) == -np.inf)
+    assert not np.any(sequences[b, count:])
+    bests.append(expected[0][1])
+  assert bests[0] != bests[1]  # the two examples really do decode differently
+
+
+def test_beam_search_matches_reference_and_stops_early():
+  """A narrow beam equals a plain-Python beam search run to the end (so the early stop loses
+  nothing, and the cache follows its beams), and the loop runs exactly as many steps as the
+  stopping rule allows."""
+  vocab_size, max_len, beam, alpha = 5, 6, 3, 0.6
+  model, seeds, limits = ToyModel(vocab_size, max_len, seed=2), [5, 6, 7], [6, 4, 1]
+  cache, context = model.initial(seeds)
+  steps = []
+
+  def counted_step_fn(tokens, positions, cache, context):
+    jax.debug.callback(lambda p: steps.append(int(p)), positions[0, 0])
+    return model.step_fn(tokens, positions, cache, context)
+
+  search = jax.jit(
+    functools.partial(
+      beam_search.beam_search,
+      counted_step_fn,
+      batch_size=3,
+      beam_size=beam,
+      max_len=max_len,
+      bos_id=BOS,
+      eos_id=EOS,
+      alpha=alpha,
+    )
+  )
+  sequences, scores = search(cache, context, max_lengths=jnp.array(limits))
+  jax.effects_barrier()
+  stop_steps = []
+  for b in range(3):
+    bias = np.asarray(context["bias"][b])
+    expected, stop_step = _reference_beam_search(
+      model, seeds[b], bias, limits[b], beam, alpha, max_len
+    )
+    stop_steps.append(stop_step)
+    count = len(expected)
+    np.testing.assert_allclose(scores[b, :count], [s for s, _ in expected], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(sequences[b, :count], [_pad(q, max_len) for _, q in expected])
+    assert np.all(np.asarray(scores[b, count:]) == -np.inf)
+    assert np.all(np.count_nonzero(sequences[b], axis=1) <= limits[b])
+  assert steps == list(range(max(stop_steps)))
+  assert max(stop_steps) < max_len  # this data does stop early
+
+
+def test_greedy_matches_argmax_reference_and_beam_size_one():
+  """greedy_search is argmax decoding per example (EOS kept, 0 after it, limits respected); with
+  EOS never a runner-up, beam search with beam_size=1 finds the same outputs, scored by the GNMT
+  formula."""
+  vocab_size, max_len, alpha = 6, 8, 0.6
+  model = ToyModel(vocab_size, max_len, seed=2, eos_rule=True)
+  seeds, limits = [3, 4, 9, 12], [8, 5, 1, 8]
+  cache, context = model.initial(seeds)
+  common = dict(batch_size=4, max_len=max_len, bos_id=BOS, eos_id=EOS)
+  greedy = jax.jit(functools.partial(beam_search.greedy_search, model.step_fn, **common))
+  beam = jax.jit(
+    functools.partial(beam_search.beam_search, model.step_fn, beam_size=1, alpha=alpha, **common)
+  )
+  max_lengths = jnp.array(limits)
+  greedy_out = greedy(cache, context, max_lengths=max_lengths)
+  sequences, scores = beam(cache, context, max_lengths=max_lengths)
+  assert greedy_out.shape == (4, max_len) and greedy_out.dtype == jnp.int32
+  ended_by_eos = []
+  for b in range(4):
+    expected, logp = _reference_greedy(model, seeds[b], np.asarray(context["bias"][b]), limits[b])
+    np.testing.assert_array_equal(greedy_out[b], _pad(expected, max_len))
+    np.testing.assert_allclose(scores[b, 0], logp / _penalty(len(expected), alpha), rtol=1e-5)
+    ended_by_eos.append(expected[-1] == EOS and len(expected) < limits[b])
+  np.testing.assert_array_equal(sequences[:, 0], greedy_out)
+  assert any(ended_by_eos) and not all(ended_by_eos)  # both ways of ending are exercised
+
+
+def test_rejects_cache_without_leading_batch_axis():
+  model = ToyModel(4, 3, seed=0)
+  cache, context = model.initial([1, 2])
+  with pytest.raises(ValueError, match="leading axis"):
+    beam_search.beam_search(
+      model.step_fn, cache, context, batch_size=3, beam_size=2, max_len=3, bos_id=BOS, eos_id=EOS
+    )
+  with pytest.raises(ValueError, match="one limit per example"):
+    beam_search.greedy_search(
+      model.step_fn,
+      cache,
+      context,
+      batch_size=2,
+      max_len=3,
+      bos_id=BOS,
+      eos_id=EOS,
+      max_lengths=jnp.array([1, 2, 3]),
+    )
+
+
+def test_early_stop_waits_for_hypotheses_the_length_penalty_can_still_lift():
+  """After step 1 the finished [EOS] beats the alive [A] even at its next length, but with
+  alpha=3, [A, A, A, EOS] (whose later tokens are near-certain) wins: the early stop must bound
+  an alive beam by the largest penalty it can still reach, at the example's limit."""
+  a_token, alpha = 3, 3.0
+  by_position = np.log(
+    np.array(
+      [
+        [0.1, 1e-13, 0.6, 0.3],  # after BOS: EOS 0.6, A 0.3
+        [1e-13, 1e-13, 1e-13, 1.0],  # then A, A
+        [1e-13, 1e-13, 1e-13, 1.0],
+        [1e-13, 1e-13, 1.0, 1e-13],  # then EOS
+      ]
+    )
+  )
+
+  def step_fn(tokens, positions, cache, context):
+    return jnp.asarray(by_position, jnp.float32)[positions[:, 0]], cache
+
+  sequences, scores = jax.jit(
+    functools.partial(
+      beam_search.beam_search,
+      step_fn,
+      batch_size=1,
+      beam_size=1,
+      max_len=4,
+      bos_id=BOS,
+      eos_id=EOS,
+      alpha=alpha,
+    )
+  )({}, {})
+  assert np.log(0.3) / _penalty(2, alpha) < np.log(0.6) < np.log(0.3) / _penalty(4, alpha)
+  np.testing.assert_array_equal(sequences, [[[a_token, a_token, a_token, EOS]]])
+  np.testing.assert_allclose(scores, [[np.log(0.3) / _penalty(4, alpha)]], rtol=1e-5)

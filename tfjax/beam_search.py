@@ -1,0 +1,241 @@
+"""Greedy and beam search over any cached step function, jit-traceable, one `lax.while_loop` each.
+
+The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) ->
+(logits [n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or
+a test's toy function. The structure follows Flax's `examples/wmt/decode.py` (itself after
+Tensor2Tensor's beam search): alive and finished hypotheses are kept apart, each step ranks the
+top 2 * beam candidates, and the loop stops early once no alive hypothesis can beat the worst
+finished one. Scores are normalised with the GNMT length penalty (Wu et al. 2016, §7, Eq. 14);
+the Transformer used beam 4, alpha 0.6 and a maximum output length of input length + 50
+(Vaswani et al. 2017, §6.1).
+
+Conventions shared by both searches:
+- decoding feeds `bos_id` at position 0; the token fed at step i is at position i;
+- output sequences exclude BOS, include the EOS token, and hold 0 (the pad id) after it;
+- `max_len` (static) is the number of output positions; `max_lengths` [batch] (optional) is a
+  per-example limit, clipped to [1, max_len]: a hypothesis that reaches it without EOS ends
+  there as it is, and is scored with that length.
+"""
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# step_fn(tokens [n, 1] int32, positions [n, 1] int32, cache, context)
+#   -> (logits [n, V] float32, new cache)
+StepFn = Callable[[Array, Array, Any, Any], tuple[Array, Any]]
+
+
+def length_penalty(length: Array | int, alpha: float | Array) -> Array:
+  """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016, Eq. 14); a hypothesis'
+  score is its summed log-probability divided by this, so long outputs are not unduly punished.
+  `length` counts the EOS token; alpha 0 scores by log-probability alone."""
+  return ((5.0 + jnp.asarray(length, jnp.float32)) / 6.0) ** jnp.asarray(alpha, jnp.float32)
+
+
+def _check_batch_leading(tree: Any, batch_size: int, name: str) -> None:
+  """Raises if a leaf of `tree` does not have the batch as its leading axis (scalars are shared)."""
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    shape = jnp.shape(leaf)
+    if shape and shape[0] != batch_size:
+      raise ValueError(
+        f"{name} leaf {jax.tree_util.keystr(path)} has shape {shape}, but every {name} leaf must "
+        f"have the batch (batch_size={batch_size}) as its leading axis; build the {name} for "
+        f"{batch_size} examples (beam_search expands it to the beams itself)"
+      )
+
+
+def _limits(max_lengths: Array | None, batch_size: int, max_len: int) -> Array:
+  """Per-example output-length limits [batch] int32 in [1, max_len]."""
+  if max_lengths is None:
+    return jnp.full((batch_size,), max_len, jnp.int32)
+  if jnp.shape(max_lengths) != (batch_size,):
+    raise ValueError(
+      f"max_lengths has shape {jnp.shape(max_lengths)}; pass one limit per example, shape "
+      f"({batch_size},), or None for max_len={max_len} everywhere"
+    )
+  return jnp.clip(jnp.asarray(max_lengths, jnp.int32), 1, max_len)
+
+
+def _check_sizes(batch_size: int, max_len: int, beam_size: int = 1) -> None:
+  for name, value in (("batch_size", batch_size), ("max_len", max_len), ("beam_size", beam_size)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+      raise ValueError(f"{name}={value!r} must be an int >= 1 (a static size of the loop's arrays)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Greedy search.
+# ----------------------------------------------------------------------------------------------
+
+
+def greedy_search(
+  step_fn: StepFn,
+  cache: Any,
+  context: Any,
+  *,
+  batch_size: int,
+  max_len: int,
+  bos_id: int,
+  eos_id: int,
+  max_lengths: Array | None = None,
+) -> Array:
+  """The argmax token at each step; an example stops at its EOS or its limit, the loop when all
+  have. Returns sequences [batch, max_len] int32 (EOS included, 0 after it).
+
+  `cache` and `context` are pytrees whose leaves have the batch as leading axis.
+  """
+  _check_sizes(batch_size, max_len)
+  _check_batch_leading(cache, batch_size, "cache")
+  _check_batch_leading(context, batch_size, "context")
+  limits = _limits(max_lengths, batch_size, max_len)
+
+  def not_done(state):
+    i, _, _, done, _ = state
+    return (i < max_len) & ~jnp.all(done)
+
+  def step(state):
+    i, sequences, last, done, cache = state
+    positions = jnp.full((batch_size, 1), i, jnp.int32)
+    logits, cache = step_fn(last[:, None], positions, cache, context)  # [batch, V]
+    token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    token = jnp.where(done, 0, token)  # pad after the end
+    sequences = sequences.at[:, i].set(token)
+    done = done | (token == eos_id) | (i + 1 >= limits)
+    return i + 1, sequences, token, done, cache
+
+  state = (
+    jnp.int32(0),
+    jnp.zeros((batch_size, max_len), jnp.int32),
+    jnp.full((batch_size,), bos_id, jnp.int32),
+    jnp.zeros((batch_size,), bool),
+    cache,
+  )
+  return jax.lax.while_loop(not_done, step, state)[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Beam search.
+# ----------------------------------------------------------------------------------------------
+
+
+def _gather_beams(x: Array, indices: Array) -> Array:
+  """x [batch, m, ...], indices [batch, k] into axis 1 -> [batch, k, ...]."""
+  return jax.vmap(lambda row, idx: row[idx])(x, indices)
+
+
+def beam_search(
+  step_fn: StepFn,
+  cache: Any,
+  context: Any,
+  *,
+  batch_size: int,
+  beam_size: int,
+  max_len: int,
+  bos_id: int,
+  eos_id: int,
+  alpha: float = 0.6,
+  max_lengths: Array | None = None,
+) -> tuple[Array, Array]:
+  """Beam search with the GNMT length penalty (Wu et al. 2016, §7).
+
+  Args:
+    step_fn: the cached model step (see `StepFn`), called on batch_size * beam_size rows.
+    cache: pytree of leaves [batch, ...] (scalar leaves are shared and left alone); expanded
+      here to [batch * beam, ...], beam-major within an example (row b * beam + k), and
+      reordered along axis 0 by the chosen parent beams after every step.
+    context: pytree of leaves [batch, ...], per-example constants (encoder output, source
+      mask); expanded like the cache, never reordered.
+    alpha: length-penalty exponent; scores are sum of log-probs / ((5 + length) / 6) ** alpha,
+      length counting the EOS.
+    max_lengths: optional [batch] limits <= max_len (e.g. source length + 50).
+
+  Returns:
+    (sequences [batch, beam, max_len] int32, scores [batch, beam] float32), best first. When
+    fewer than beam_size hypotheses exist (tiny vocabulary and max_len), the remaining slots
+    have score -inf and all-zero sequences.
+
+  Each step ranks the top 2 * beam (parent, token) extensions of the alive beams: those ending
+  (EOS, or the example's limit) compete for the finished set, the best beam_size others stay
+  alive (2 * beam candidates hold at most beam EOS ones, so the alive set stays full). An
+  example is done when its best alive log-prob, divided by the largest penalty it could still
+  get, cannot beat its worst finished score; this bound is exact, so stopping changes nothing.
+  Unlike plain greedy decoding, an EOS that was only the second choice is kept as a finished
+  hypothesis, so beam_size=1 is greedy only when EOS is never a runner-up.
+  """
+  _check_sizes(batch_size, max_len, beam_size)
+  _check_batch_leading(cache, batch_size, "cache")
+  _check_batch_leading(context, batch_size, "context")
+  limits = _limits(max_lengths, batch_size, max_len)
+  n = batch_size * beam_size
+  neg_inf = jnp.float32(-jnp.inf)
+
+  def expand(x):  # [batch, ...] -> [batch * beam, ...], row b * beam + k
+    return jnp.repeat(x, beam_size, axis=0) if jnp.ndim(x) else x
+
+  cache = jax.tree.map(expand, cache)
+  context = jax.tree.map(expand, context)
+  # The largest penalty an example can still reach bounds its alive beams' future scores
+  # (log-probs only fall, and are <= 0): pen is monotone in length, so take the larger end.
+  final_penalty = length_penalty(limits, alpha)  # [batch]
+
+  def done_examples(i, live_logp, finished_scores):
+    best_penalty = jnp.maximum(length_penalty(i + 1, alpha), final_penalty)
+    best_possible = jnp.max(live_logp, axis=1) / best_penalty  # [batch]
+    worst_finished = jnp.min(finished_scores, axis=1)  # -inf until beam_size have finished
+    return ~(best_possible > worst_finished)
+
+  def not_done(state):
+    i, live_logp, _, _, finished_scores, _, _ = state
+    return (i < max_len) & ~jnp.all(done_examples(i, live_logp, finished_scores))
+
+  def step(state):
+    i, live_logp, live_seqs, last, finished_scores, finished_seqs, cache = state
+    done = done_examples(i, live_logp, finished_scores)  # [batch]
+    positions = jnp.full((n, 1), i, jnp.int32)
+    logits, cache = step_fn(last.reshape(n, 1), positions, cache, context)  # [n, V]
+    vocab_size = logits.shape[-1]
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    candidates = live_logp[..., None] + log_probs.reshape(batch_size, beam_size, vocab_size)
+    num_candidates = min(2 * beam_size, beam_size * vocab_size)
+    top_logp, top_index = jax.lax.top_k(candidates.reshape(batch_size, -1), num_candidates)
+    parent, token = top_index // vocab_size, (top_index % vocab_size).astype(jnp.int32)
+    top_seqs = _gather_beams(live_seqs, parent).at[:, :, i].set(token)  # [batch, 2k, max_len]
+    ends = (token == eos_id) | (i + 1 >= limits)[:, None]
+
+    # Alive: the best beam_size candidates that do not end here.
+    live_logp_new, alive = jax.lax.top_k(
+      jnp.where(ends | done[:, None], neg_inf, top_logp), beam_size
+    )
+    live_seqs = _gather_beams(top_seqs, alive)
+    last = _gather_beams(token, alive)
+    flat_parent = jnp.arange(batch_size)[:, None] * beam_size + _gather_beams(parent, alive)
+    cache = jax.tree.map(lambda x: x[flat_parent.reshape(n)] if jnp.ndim(x) else x, cache)
+
+    # Finished: the best beam_size of the old finished and the candidates ending here.
+    new_scores = jnp.where(ends, top_logp / length_penalty(i + 1, alpha), neg_inf)
+    new_scores = jnp.where(done[:, None], neg_inf, new_scores)  # done examples are frozen
+    merged_scores = jnp.concatenate([finished_scores, new_scores], axis=1)
+    merged_seqs = jnp.concatenate([finished_seqs, top_seqs], axis=1)
+    finished_scores, keep = jax.lax.top_k(merged_scores, beam_size)  # old ones win ties
+    finished_seqs = _gather_beams(merged_seqs, keep)
+    return i + 1, live_logp_new, live_seqs, last, finished_scores, finished_seqs, cache
+
+  zeros = jnp.zeros((batch_size, beam_size, max_len), jnp.int32)
+  state = (
+    jnp.int32(0),
+    # One alive beam per example at first: the others are -inf, so they never win a slot.
+    jnp.tile(jnp.array([0.0] + [-jnp.inf] * (beam_size - 1), jnp.float32), (batch_size, 1)),
+    zeros,
+    jnp.full((batch_size, beam_size), bos_id, jnp.int32),
+    jnp.full((batch_size, beam_size), neg_inf),
+    zeros,
+    cache,
+  )
+  _, _, _, _, scores, sequences, _ = jax.lax.while_loop(not_done, step, state)
+  sequences = jnp.where((scores > neg_inf)[..., None], sequences, 0)
+  return sequences, scores
