@@ -1,5 +1,6 @@
 """Tests for tfjax.beam_search against plain-Python references: brute-force enumeration of every
-output, a step-by-step beam search without early stopping, and argmax decoding.
+output, a step-by-step beam search with the same (fairseq) rules, argmax decoding, and a
+hand-computed case.
 
 The step function is a toy language model whose logits depend on every token fed so far through
 its cache (a running hash and the token history), on the position, and on a per-example context,
@@ -24,15 +25,17 @@ ROWS = 64  # rows of the toy model's logit tables
 
 class ToyModel:
   """Logits = table[hash of the whole history] + table[hash of the stored tokens] + position term
-  + context bias. With `eos_rule`, the EOS logit is +30 when the history hash is 0 mod 4 and -30
-  otherwise, so EOS is either the clear winner or never a runner-up."""
+  + context bias. With `eos_near_top`, the EOS logit is instead the best other logit plus an
+  offset in [-1, 0.3) drawn per history hash, so EOS is often the runner-up and sometimes the
+  top choice."""
 
-  def __init__(self, vocab_size: int, max_len: int, seed: int, eos_rule: bool = False):
+  def __init__(self, vocab_size: int, max_len: int, seed: int, eos_near_top: bool = False):
     rng = np.random.default_rng(seed)
-    self.vocab_size, self.max_len, self.eos_rule = vocab_size, max_len, eos_rule
+    self.vocab_size, self.max_len, self.eos_near_top = vocab_size, max_len, eos_near_top
     self.state_table = (2.0 * rng.normal(size=(ROWS, vocab_size))).astype(np.float32)
     self.history_table = rng.normal(size=(ROWS, vocab_size)).astype(np.float32)
     self.position_table = (0.5 * rng.normal(size=(max_len, vocab_size))).astype(np.float32)
+    self.eos_offset = rng.uniform(-1.0, 0.3, size=ROWS).astype(np.float32)
 
   def initial(self, seeds: list[int]) -> tuple[dict, dict]:
     """(cache, context) for len(seeds) examples: each its own start state and logit bias."""
@@ -58,8 +61,9 @@ class ToyModel:
       + jnp.asarray(self.position_table)[position]
       + context["bias"]
     )
-    if self.eos_rule:
-      logits = logits.at[:, EOS].set(jnp.where(state % 4 == 0, 30.0, -30.0))
+    if self.eos_near_top:
+      best_other = jnp.max(logits.at[:, EOS].set(-jnp.inf), axis=1)
+      logits = logits.at[:, EOS].set(best_other + jnp.asarray(self.eos_offset)[state % ROWS])
     return logits, {"state": state, "history": history}
 
   def log_probs(self, seed: int, bias: np.ndarray, outputs: tuple) -> np.ndarray:
@@ -75,8 +79,8 @@ class ToyModel:
       + self.position_table[len(outputs)]
       + bias
     ).astype(np.float64)
-    if self.eos_rule:
-      logits[EOS] = 30.0 if state % 4 == 0 else -30.0
+    if self.eos_near_top:
+      logits[EOS] = np.max(np.delete(logits, EOS)) + self.eos_offset[state % ROWS]
     return logits - np.log(np.sum(np.exp(logits - logits.max()))) - logits.max()
 
 
@@ -106,14 +110,17 @@ def _brute_force(model, seed, bias, limit, alpha):
   return sorted(hypotheses, key=lambda h: -h[0])
 
 
-def _reference_beam_search(model, seed, bias, limit, beam, alpha, max_len):
-  """Beam search as specified, in plain Python, run to the limit without early stopping.
+def _reference_beam_search(model, seed, bias, limit, beam, alpha):
+  """Beam search as specified, in plain Python: each step ranks the best 2 * beam extensions; one
+  that ends (EOS, or `limit` tokens) is finished only if it is among the best `beam` of them, the
+  best `beam` others stay alive; done once `beam` hypotheses have finished, or at the limit.
 
-  Returns (the finished hypotheses, best first, at most `beam`; the number of steps after
-  which the exact early-stopping rule first holds)."""
+  Returns (the finished hypotheses, best score first; the number of steps run; how many EOS
+  candidates were finished and how many dropped for ranking below the best `beam`)."""
   log_probs = _scorer(model, seed, bias)
-  alive, finished, stop_step = [(0.0, ())], [], None
-  for step in range(limit):
+  alive, finished, eos_finished, eos_dropped = [(0.0, ())], [], 0, 0
+  ends = lambda seq: seq[-1] == EOS or len(seq) == limit  # noqa: E731
+  for step in range(1, limit + 1):
     candidates = sorted(
       (
         (logp + log_probs(seq)[t], seq + (t,))
@@ -122,19 +129,13 @@ def _reference_beam_search(model, seed, bias, limit, beam, alpha, max_len):
       ),
       key=lambda c: -c[0],
     )[: 2 * beam]
-    ends = lambda seq: seq[-1] == EOS or len(seq) == limit  # noqa: E731
+    new = [(logp / _penalty(len(seq), alpha), seq) for logp, seq in candidates[:beam] if ends(seq)]
+    eos_finished += sum(seq[-1] == EOS for _, seq in candidates[:beam])
+    eos_dropped += sum(seq[-1] == EOS for _, seq in candidates[beam:])
     alive = [c for c in candidates if not ends(c[1])][:beam]
-    new = [(logp / _penalty(len(seq), alpha), seq) for logp, seq in candidates if ends(seq)]
-    finished = sorted(finished + new, key=lambda h: -h[0])[:beam]
-    worst = finished[-1][0] if len(finished) == beam else -np.inf
-    best_possible = (
-      max(lp for lp, _ in alive) / max(_penalty(step + 1, alpha), _penalty(limit, alpha))
-      if alive
-      else -np.inf
-    )
-    if stop_step is None and not best_possible > worst:
-      stop_step = step + 1
-  return finished, stop_step
+    finished = sorted(finished + new, key=lambda h: -h[0])[:beam]  # stable: old ones win ties
+    if len(finished) == beam or step == limit:
+      return finished, step, eos_finished, eos_dropped
 
 
 def _reference_greedy(model, seed, bias, limit):
@@ -179,12 +180,12 @@ def test_exhaustive_beam_matches_brute_force_enumeration():
   assert bests[0] != bests[1]  # the two examples really do decode differently
 
 
-def test_beam_search_matches_reference_and_stops_early():
-  """A narrow beam equals a plain-Python beam search run to the end (so the early stop loses
-  nothing, and the cache follows its beams), and the loop runs exactly as many steps as the
-  stopping rule allows."""
+def test_beam_search_matches_reference_and_stops_once_beam_have_finished():
+  """A narrow beam equals a plain-Python beam search with the same rules (the cache follows its
+  beams, a runner-up EOS ranked below the best `beam` is dropped), each example stops when beam
+  hypotheses have finished, and the loop runs exactly until the last example is done."""
   vocab_size, max_len, beam, alpha = 5, 6, 3, 0.6
-  model, seeds, limits = ToyModel(vocab_size, max_len, seed=2), [5, 6, 7], [6, 4, 1]
+  model, seeds, limits = ToyModel(vocab_size, max_len, seed=2), [11, 12, 13], [6, 4, 1]
   cache, context = model.initial(seeds)
   steps = []
 
@@ -206,31 +207,34 @@ def test_beam_search_matches_reference_and_stops_early():
   )
   sequences, scores = search(cache, context, max_lengths=jnp.array(limits))
   jax.effects_barrier()
-  stop_steps = []
+  stop_steps, eos_dropped = [], 0
   for b in range(3):
     bias = np.asarray(context["bias"][b])
-    expected, stop_step = _reference_beam_search(
-      model, seeds[b], bias, limits[b], beam, alpha, max_len
+    expected, stop_step, _, dropped = _reference_beam_search(
+      model, seeds[b], bias, limits[b], beam, alpha
     )
     stop_steps.append(stop_step)
+    eos_dropped += dropped
     count = len(expected)
     np.testing.assert_allclose(scores[b, :count], [s for s, _ in expected], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(sequences[b, :count], [_pad(q, max_len) for _, q in expected])
     assert np.all(np.asarray(scores[b, count:]) == -np.inf)
     assert np.all(np.count_nonzero(sequences[b], axis=1) <= limits[b])
   assert steps == list(range(max(stop_steps)))
-  assert max(stop_steps) < max_len  # this data does stop early
+  assert stop_steps[:2] == [4, 3]  # both before their limits, with beam finished
+  assert len(set(stop_steps)) == 3  # the examples stop at different steps, frozen after
+  assert eos_dropped > 0  # the rule that a runner-up EOS does not finish is exercised
 
 
 def test_greedy_matches_argmax_reference_and_beam_size_one():
-  """greedy_search is argmax decoding per example (EOS kept, 0 after it, limits respected); with
-  EOS never a runner-up, beam search with beam_size=1 finds the same outputs, scored by the GNMT
-  formula."""
+  """greedy_search is argmax decoding per example (EOS kept, 0 after it, limits respected), and
+  beam search with beam_size=1 finds the same outputs, scored by the GNMT formula, though EOS is
+  often the runner-up (which a beam that kept every EOS among the top 2 * beam would finish)."""
   vocab_size, max_len, alpha = 6, 8, 0.6
-  model = ToyModel(vocab_size, max_len, seed=2, eos_rule=True)
-  seeds, limits = [3, 4, 9, 12], [8, 5, 1, 8]
+  model = ToyModel(vocab_size, max_len, seed=1, eos_near_top=True)
+  seeds, limits = [3, 4, 9, 12, 13, 21], [8, 5, 1, 8, 3, 8]
   cache, context = model.initial(seeds)
-  common = dict(batch_size=4, max_len=max_len, bos_id=BOS, eos_id=EOS)
+  common = dict(batch_size=6, max_len=max_len, bos_id=BOS, eos_id=EOS)
   greedy = jax.jit(functools.partial(beam_search.greedy_search, model.step_fn, **common))
   beam = jax.jit(
     functools.partial(beam_search.beam_search, model.step_fn, beam_size=1, alpha=alpha, **common)
@@ -238,15 +242,23 @@ def test_greedy_matches_argmax_reference_and_beam_size_one():
   max_lengths = jnp.array(limits)
   greedy_out = greedy(cache, context, max_lengths=max_lengths)
   sequences, scores = beam(cache, context, max_lengths=max_lengths)
-  assert greedy_out.shape == (4, max_len) and greedy_out.dtype == jnp.int32
-  ended_by_eos = []
-  for b in range(4):
-    expected, logp = _reference_greedy(model, seeds[b], np.asarray(context["bias"][b]), limits[b])
+  assert greedy_out.shape == (6, max_len) and greedy_out.dtype == jnp.int32
+  assert sequences.shape == (6, 1, max_len) and scores.shape == (6, 1)
+  ended_by_eos, eos_ranks = [], []
+  for b in range(6):
+    bias = np.asarray(context["bias"][b])
+    expected, logp = _reference_greedy(model, seeds[b], bias, limits[b])
     np.testing.assert_array_equal(greedy_out[b], _pad(expected, max_len))
     np.testing.assert_allclose(scores[b, 0], logp / _penalty(len(expected), alpha), rtol=1e-5)
     ended_by_eos.append(expected[-1] == EOS and len(expected) < limits[b])
+    log_probs = _scorer(model, seeds[b], bias)
+    eos_ranks += [  # how many tokens beat EOS at each step of the greedy path
+      int(np.sum(log_probs(expected[:t]) > log_probs(expected[:t])[EOS]))
+      for t in range(len(expected))
+    ]
   np.testing.assert_array_equal(sequences[:, 0], greedy_out)
   assert any(ended_by_eos) and not all(ended_by_eos)  # both ways of ending are exercised
+  assert eos_ranks.count(0) >= 2 and eos_ranks.count(1) >= 5  # EOS top, and often runner-up
 
 
 def test_rejects_cache_without_leading_batch_axis():
@@ -269,37 +281,43 @@ def test_rejects_cache_without_leading_batch_axis():
     )
 
 
-def test_early_stop_waits_for_hypotheses_the_length_penalty_can_still_lift():
-  """After step 1 the finished [EOS] beats the alive [A] even at its next length, but with
-  alpha=3, [A, A, A, EOS] (whose later tokens are near-certain) wins: the early stop must bound
-  an alive beam by the largest penalty it can still reach, at the example's limit."""
-  a_token, alpha = 3, 3.0
-  by_position = np.log(
+def test_beam_size_one_drops_a_runner_up_eos_and_stops_at_the_top_eos():
+  """Hand-computed, alpha 0: after BOS, example 0 has A 0.5 > EOS 0.4, then EOS 0.6 > A 0.4;
+  example 1 has EOS 0.6 > A 0.3, then A, A, EOS near-certain. Beam 1 gives [A, EOS] (0.3) for
+  example 0 though [EOS] (0.4) scores higher, since that EOS was only the runner-up; and [EOS]
+  for example 1, done after one step. Both are greedy's outputs; the loop runs two steps, not
+  max_len."""
+  a_token, tiny = 3, 1e-13
+  tables = np.log(
     np.array(
       [
-        [0.1, 1e-13, 0.6, 0.3],  # after BOS: EOS 0.6, A 0.3
-        [1e-13, 1e-13, 1e-13, 1.0],  # then A, A
-        [1e-13, 1e-13, 1e-13, 1.0],
-        [1e-13, 1e-13, 1.0, 1e-13],  # then EOS
+        [
+          [0.1, tiny, 0.4, 0.5],
+          [tiny, tiny, 0.6, 0.4],
+          [tiny, tiny, 1.0, tiny],
+          [1.0] + [tiny] * 3,
+        ],
+        [
+          [0.1, tiny, 0.6, 0.3],
+          [tiny, tiny, tiny, 1.0],
+          [tiny, tiny, tiny, 1.0],
+          [tiny] * 2 + [1.0, tiny],
+        ],
       ]
     )
   )
+  steps = []
 
   def step_fn(tokens, positions, cache, context):
-    return jnp.asarray(by_position, jnp.float32)[positions[:, 0]], cache
+    jax.debug.callback(lambda p: steps.append(int(p)), positions[0, 0])
+    return jnp.asarray(tables, jnp.float32)[context["example"], positions[:, 0]], cache
 
+  common = dict(batch_size=2, max_len=4, bos_id=BOS, eos_id=EOS)
+  context = {"example": jnp.arange(2)}
   sequences, scores = jax.jit(
-    functools.partial(
-      beam_search.beam_search,
-      step_fn,
-      batch_size=1,
-      beam_size=1,
-      max_len=4,
-      bos_id=BOS,
-      eos_id=EOS,
-      alpha=alpha,
-    )
-  )({}, {})
-  assert np.log(0.3) / _penalty(2, alpha) < np.log(0.6) < np.log(0.3) / _penalty(4, alpha)
-  np.testing.assert_array_equal(sequences, [[[a_token, a_token, a_token, EOS]]])
-  np.testing.assert_allclose(scores, [[np.log(0.3) / _penalty(4, alpha)]], rtol=1e-5)
+    functools.partial(beam_search.beam_search, step_fn, beam_size=1, alpha=0.0, **common)
+  )({}, context)
+  jax.effects_barrier()
+  np.testing.assert_array_equal(sequences, [[[a_token, EOS, 0, 0]], [[EOS, 0, 0, 0]]])
+  np.testing.assert_allclose(scores, np.log([[0.5 * 0.6], [0.6]]), rtol=1e-5)
+  assert steps == [0, 1]

@@ -2,10 +2,12 @@
 
 The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) ->
 (logits [n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or
-a test's toy function. The structure follows Flax's `examples/wmt/decode.py` (itself after
-Tensor2Tensor's beam search): alive and finished hypotheses are kept apart, each step ranks the
-top 2 * beam candidates, and the loop stops early once no alive hypothesis can beat the worst
-finished one. Scores are normalised with the GNMT length penalty (Wu et al. 2016, §7, Eq. 14);
+a test's toy function. Beam search keeps alive and finished hypotheses apart and ranks the top
+2 * beam candidates each step (as Flax's `examples/wmt/decode.py` and Tensor2Tensor do), but
+finishes and stops by fairseq's rules (`fairseq/sequence_generator.py`; also Hugging Face's
+`early_stopping=True`): an ending candidate is finished only if it ranks within the top beam of
+its step, and an example is done once beam hypotheses have finished. So beam_size=1 is exactly
+greedy decoding. Scores are normalised with the GNMT length penalty (Wu et al. 2016, §7, Eq. 14);
 the Transformer used beam 4, alpha 0.6 and a maximum output length of input length + 50
 (Vaswani et al. 2017, §6.1).
 
@@ -141,7 +143,8 @@ def beam_search(
   alpha: float = 0.6,
   max_lengths: Array | None = None,
 ) -> tuple[Array, Array]:
-  """Beam search with the GNMT length penalty (Wu et al. 2016, §7).
+  """Beam search with the GNMT length penalty (Wu et al. 2016, §7) and fairseq's rules for
+  finishing and stopping.
 
   Args:
     step_fn: the cached model step (see `StepFn`), called on batch_size * beam_size rows.
@@ -155,17 +158,21 @@ def beam_search(
     max_lengths: optional [batch] limits <= max_len (e.g. source length + 50).
 
   Returns:
-    (sequences [batch, beam, max_len] int32, scores [batch, beam] float32), best first. When
-    fewer than beam_size hypotheses exist (tiny vocabulary and max_len), the remaining slots
-    have score -inf and all-zero sequences.
+    (sequences [batch, beam, max_len] int32, scores [batch, beam] float32), best score first.
+    When fewer than beam_size hypotheses finished (tiny vocabulary and max_len), the remaining
+    slots have score -inf and all-zero sequences.
 
-  Each step ranks the top 2 * beam (parent, token) extensions of the alive beams: those ending
-  (EOS, or the example's limit) compete for the finished set, the best beam_size others stay
-  alive (2 * beam candidates hold at most beam EOS ones, so the alive set stays full). An
-  example is done when its best alive log-prob, divided by the largest penalty it could still
-  get, cannot beat its worst finished score; this bound is exact, so stopping changes nothing.
-  Unlike plain greedy decoding, an EOS that was only the second choice is kept as a finished
-  hypothesis, so beam_size=1 is greedy only when EOS is never a runner-up.
+  Each step ranks the top 2 * beam (parent, token) extensions of the alive beams by summed
+  log-prob. A candidate that ends (EOS, or the example's limit) is finished only if it ranks
+  within the top beam_size of them (fairseq's `eos_mask[:, :beam_size]`); one ranked lower is
+  dropped. The best beam_size candidates that do not end stay alive (2 * beam candidates hold at
+  most beam EOS ones, one per parent, so the alive set stays full). The finished set keeps the
+  best beam_size by normalised score. An example is done, and frozen, once beam_size hypotheses
+  have finished (fairseq's stopping rule, Hugging Face's `early_stopping=True`) or at its limit,
+  where everything alive ends; the loop ends when all are done. These rules make beam_size=1
+  exactly `greedy_search`: an EOS that is the top candidate ends the example, a runner-up EOS is
+  dropped. They do not search exhaustively: a hypothesis still alive when the example is done
+  could have scored better after the length penalty, as in fairseq.
   """
   _check_sizes(batch_size, max_len, beam_size)
   _check_batch_leading(cache, batch_size, "cache")
@@ -179,29 +186,24 @@ def beam_search(
 
   cache = jax.tree.map(expand, cache)
   context = jax.tree.map(expand, context)
-  # The largest penalty an example can still reach bounds its alive beams' future scores
-  # (log-probs only fall, and are <= 0): pen is monotone in length, so take the larger end.
-  final_penalty = length_penalty(limits, alpha)  # [batch]
 
-  def done_examples(i, live_logp, finished_scores):
-    best_penalty = jnp.maximum(length_penalty(i + 1, alpha), final_penalty)
-    best_possible = jnp.max(live_logp, axis=1) / best_penalty  # [batch]
-    worst_finished = jnp.min(finished_scores, axis=1)  # -inf until beam_size have finished
-    return ~(best_possible > worst_finished)
+  def done_examples(i, finished_scores):  # [batch]: beam_size finished, or the limit reached
+    return (jnp.sum(finished_scores > neg_inf, axis=1) >= beam_size) | (i >= limits)
 
   def not_done(state):
-    i, live_logp, _, _, finished_scores, _, _ = state
-    return (i < max_len) & ~jnp.all(done_examples(i, live_logp, finished_scores))
+    i, _, _, _, finished_scores, _, _ = state
+    return (i < max_len) & ~jnp.all(done_examples(i, finished_scores))
 
   def step(state):
     i, live_logp, live_seqs, last, finished_scores, finished_seqs, cache = state
-    done = done_examples(i, live_logp, finished_scores)  # [batch]
+    done = done_examples(i, finished_scores)  # [batch]
     positions = jnp.full((n, 1), i, jnp.int32)
     logits, cache = step_fn(last.reshape(n, 1), positions, cache, context)  # [n, V]
     vocab_size = logits.shape[-1]
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     candidates = live_logp[..., None] + log_probs.reshape(batch_size, beam_size, vocab_size)
     num_candidates = min(2 * beam_size, beam_size * vocab_size)
+    # Best first; ties go to the lower (parent, token) index.
     top_logp, top_index = jax.lax.top_k(candidates.reshape(batch_size, -1), num_candidates)
     parent, token = top_index // vocab_size, (top_index % vocab_size).astype(jnp.int32)
     top_seqs = _gather_beams(live_seqs, parent).at[:, :, i].set(token)  # [batch, 2k, max_len]
@@ -216,9 +218,11 @@ def beam_search(
     flat_parent = jnp.arange(batch_size)[:, None] * beam_size + _gather_beams(parent, alive)
     cache = jax.tree.map(lambda x: x[flat_parent.reshape(n)] if jnp.ndim(x) else x, cache)
 
-    # Finished: the best beam_size of the old finished and the candidates ending here.
-    new_scores = jnp.where(ends, top_logp / length_penalty(i + 1, alpha), neg_inf)
-    new_scores = jnp.where(done[:, None], neg_inf, new_scores)  # done examples are frozen
+    # Finished: the best beam_size of the old finished and the candidates that end here and rank
+    # within the top beam_size of this step (an ending candidate ranked lower is dropped).
+    in_top_beam = jnp.arange(num_candidates) < beam_size
+    finishes = ends & in_top_beam[None, :] & ~done[:, None]  # done examples are frozen
+    new_scores = jnp.where(finishes, top_logp / length_penalty(i + 1, alpha), neg_inf)
     merged_scores = jnp.concatenate([finished_scores, new_scores], axis=1)
     merged_seqs = jnp.concatenate([finished_seqs, top_seqs], axis=1)
     finished_scores, keep = jax.lax.top_k(merged_scores, beam_size)  # old ones win ties
