@@ -114,7 +114,7 @@ def test_learned_positions_and_remat_train():
   loss = lambda p: model.apply(
     {"params": p}, SOURCE, TARGET_IN, deterministic=False, rngs={"dropout": jax.random.key(1)}
   ).mean()
-  grads = jax.grad(loss)(params)
+  grads = jax.jit(jax.grad(loss))(params)
   assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
   assert np.abs(grads["decoder"]["position_embed"]["embedding"]).sum() > 0
 

@@ -105,7 +105,8 @@ def _embed(
   return nn.Dropout(config.dropout_rate)(x, deterministic=deterministic)  # [b, t, d_model]
 
 
-def _layer(config: TransformerConfig, name: str, cross: bool) -> TransformerLayer:
+def _layer(config: TransformerConfig, name: str, decoder: bool) -> TransformerLayer:
+  """An encoder layer, or a decoder layer (with cross-attention and, decoding, a cache)."""
   return TransformerLayer(
     num_heads=config.num_heads,
     d_ff=config.d_ff,
@@ -113,13 +114,13 @@ def _layer(config: TransformerConfig, name: str, cross: bool) -> TransformerLaye
     d_v=config.d_v,
     activation=config.activation,
     pre_norm=False,  # post-LN: LayerNorm(x + Dropout(Sublayer(x))), §5.4
-    cross_attention=cross,
+    cross_attention=decoder,
     dropout_rate=config.dropout_rate,
     attention_dropout_rate=config.attention_dropout_rate,
     layer_norm_epsilon=config.layer_norm_epsilon,
     kernel_init=nn.initializers.xavier_uniform(),
     dtype=jnp.dtype(config.dtype),
-    decode=config.decode and cross,  # only the decoder's self-attention caches
+    decode=config.decode and decoder,  # only the decoder's self-attention caches
     name=name,
   )
 
@@ -178,7 +179,7 @@ class Encoder(nn.Module):
     )
     forward = _remat(cfg, _encoder_layer, 3)
     for i in range(cfg.num_layers):
-      x = forward(_layer(cfg, f"layer_{i}", cross=False), x, mask, deterministic)
+      x = forward(_layer(cfg, f"layer_{i}", decoder=False), x, mask, deterministic)
       x = constrain(self.activation_sharding, x)
     return x  # [b, s, d_model]
 
@@ -224,7 +225,7 @@ class Decoder(nn.Module):
     y = constrain(self.activation_sharding, y)
     forward = _remat(cfg, _decoder_layer, 6)
     for i in range(cfg.num_layers):
-      layer = _layer(cfg, f"layer_{i}", cross=True)
+      layer = _layer(cfg, f"layer_{i}", decoder=True)
       y = forward(layer, y, self_mask, encoded, cross_mask, decoder_positions, deterministic)
       y = constrain(self.activation_sharding, y)
     logits = self.token_embed.attend(y).astype(jnp.float32)  # [b, t, V]
