@@ -12,8 +12,9 @@ greedily and with beam search and prints sacrebleu BLEU beside copying the sourc
 
   python -m train.translate --config=configs/transformer_tiny.py --workdir=workdir/transformer_tiny
 
-Expected: about 30 minutes on 2 CPU cores (see the README "Transformer" table for the BLEU
-measured here); BLEU far above the copy-the-source baseline, beam search above greedy.
+Expected: about 24 minutes on 2 CPU cores (23 of them training, ~1.8k target tokens/s);
+validation perplexity about 26; test BLEU (sacrebleu, 495 sentences) about 11.5 greedy and 11.6
+with beam search, against 3.2 for copying the source (measured; README "The Transformer").
 """
 
 import ml_collections

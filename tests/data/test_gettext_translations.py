@@ -431,7 +431,7 @@ def test_failed_apt_get_says_what_failed_and_how_to_fix_it(deb_store, tmp_path, 
   _fake_apt_get(fake, deb_store, exit_code=100)
   monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
   data_dir = tmp_path / "tfds"
-  with pytest.raises(RuntimeError) as error:
+  with pytest.raises(FileNotFoundError) as error:
     tfds.builder("gettext_translations/en-de", data_dir=str(data_dir)).download_and_prepare()
   message = str(error.value)
   assert f"apt-get download {' '.join(gt.packages_for('de'))} failed" in message
@@ -443,5 +443,5 @@ def test_failed_apt_get_says_what_failed_and_how_to_fix_it(deb_store, tmp_path, 
 
 def test_missing_apt_get_says_so(tmp_path, monkeypatch):
   monkeypatch.setenv("PATH", str(tmp_path))  # No apt-get there.
-  with pytest.raises(RuntimeError, match="apt-get is not installed.*apt-get update"):
+  with pytest.raises(FileNotFoundError, match="apt-get is not installed.*apt-get update"):
     gt.download_debs(["gimp-data"], tmp_path / "debs")

@@ -122,7 +122,10 @@ def find_debs(packages: Sequence[str], directories: Iterable[epath.PathLike]) ->
 
 
 def download_debs(packages: Sequence[str], directory: epath.PathLike) -> list[epath.Path]:
-  """`apt-get download` the packages into `directory` (no root needed, nothing installed)."""
+  """`apt-get download` the packages into `directory` (no root needed, nothing installed).
+
+  A failure is a FileNotFoundError (the data files cannot be had) that says how to fix it; the
+  train/ entry points print it as one line."""
   directory = epath.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
   command = ["apt-get", "download", *packages]
@@ -133,13 +136,13 @@ def download_debs(packages: Sequence[str], directory: epath.PathLike) -> list[ep
   except FileNotFoundError:
     problem, failed = "apt-get is not installed (not a Debian/Ubuntu machine?)", True
   if failed:
-    raise RuntimeError(
+    raise FileNotFoundError(
       f"apt-get download {' '.join(packages)} failed: {problem}; on a fresh Debian/Ubuntu "
       f"machine run `apt-get update` (as root) first, or put the .deb files in {directory}"
     )
   debs = find_debs(packages, [directory])
   if not debs:
-    raise RuntimeError(
+    raise FileNotFoundError(
       f"apt-get download {' '.join(packages)} succeeded but {directory} lacks some of the "
       "<package>_*.deb files; put them there by hand"
     )
@@ -168,7 +171,7 @@ def _data_tar(deb_path: epath.Path) -> tarfile.TarFile:
       return tarfile.open(fileobj=io.BytesIO(content), mode=_TAR_MODES[name])
     if name.startswith("data.tar."):  # .zst (Ubuntu) and others that Python cannot open.
       if shutil.which("dpkg-deb") is None:
-        raise RuntimeError(
+        raise FileNotFoundError(
           f"{deb_path} holds {name}, which Python cannot decompress, and dpkg-deb is missing; "
           "install dpkg (apt-get install dpkg) to read it"
         )
