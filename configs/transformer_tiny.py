@@ -12,7 +12,7 @@ greedily and with beam search and prints sacrebleu BLEU beside copying the sourc
 
   python -m train.translate --config=configs/transformer_tiny.py --workdir=workdir/transformer_tiny
 
-Expected: about 24 minutes on 2 CPU cores (23 of them training, ~1.8k target tokens/s);
+Expected: about 24 minutes on 2 CPU cores (23 of them training, ~1.8k target token slots/s);
 validation perplexity about 26; test BLEU (sacrebleu, 495 sentences) about 11.5 greedy and 11.6
 with beam search, against 3.2 for copying the source (measured; README "The Transformer").
 """

@@ -126,6 +126,7 @@ def translate_ids(
       )
   order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
   outputs: list[list[int]] = [[] for _ in sources]
+  unfinished = 0
   for start in range(0, len(order), batch_size):
     chunk = order[start : start + batch_size]
     longest = len(sources[chunk[-1]]) + 1
@@ -144,7 +145,15 @@ def translate_ids(
     tokens = np.asarray(fn(params, jnp.asarray(inputs), jnp.asarray(max_lengths)))
     for row, i in enumerate(chunk):
       ids = tokens[row].tolist()
-      outputs[i] = ids[: ids.index(eos_id)] if eos_id in ids else ids[: max_lengths[row]]
+      if eos_id in ids:
+        outputs[i] = ids[: ids.index(eos_id)]
+      else:
+        outputs[i] = ids[: max_lengths[row]]
+        unfinished += 1
+  if unfinished:
+    logging.warning(
+      "%d of %d outputs reached their length limit before EOS", unfinished, len(sources)
+    )
   return outputs
 
 
@@ -155,17 +164,19 @@ def translate_texts(
   texts: Sequence[str],
   *,
   truncate: bool = True,
+  max_source_len: int | None = None,
   **kwargs: Any,
 ) -> list[str]:
   """Translates sentences; `kwargs` go to `translate_ids` (beam_size, alpha, extra_len, ...).
 
-  An empty sentence is an error; one longer than the model takes is cut (with a logged count),
-  or an error with `truncate=False`.
+  An empty sentence is an error; one longer than `max_source_len` tokens (default: all the
+  model's positions but EOS; pass the training rows' data.max_len - 1) is cut, with a logged
+  count, or an error with `truncate=False`.
   """
   for i, text in enumerate(texts):
     if not text.strip():
       raise ValueError(f"sentence {i + 1} is empty; give one non-empty sentence per line")
-  limit = config.max_len - 1
+  limit = config.max_len - 1 if max_source_len is None else min(max_source_len, config.max_len - 1)
   sources = tokenizer.encode_batch(list(texts))
   too_long = [i + 1 for i, ids in enumerate(sources) if len(ids) > limit]
   if too_long and not truncate:

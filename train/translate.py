@@ -47,6 +47,7 @@ def translate(config, workdir: str, sentences: list[str], beam_size: int | None)
     tokenizer,
     sentences,
     truncate=config.data.truncate,
+    max_source_len=config.data.max_len - 1,  # what training saw
     beam_size=decode.beam_size if beam_size is None else beam_size,
     alpha=decode.alpha,
     extra_len=decode.extra_len,

@@ -317,9 +317,19 @@ def deb_store(tmp_path_factory) -> pathlib.Path:
       _locale("fr", "gcc-12"): write_mo(GCC_FR),
       _locale("de_AT", "gcc-12"): write_mo({"Only in Austria, never read": "Nur in Österreich"}),
     },
-    "freeciv-data": {},
-    "gnucash-common": {_locale("de", "gnucash"): write_mo(GNUCASH_DE, charset="ISO-8859-1")},
-    "gimp-data": {_locale("de", "gimp20"): write_mo(GIMP_DE)},
+    # Catalogs whose only messages are short labels (dropped): every package has one.
+    "freeciv-data": {
+      _locale("de", "freeciv"): write_mo({"Open": "Öffnen"}),
+      _locale("fr", "freeciv"): write_mo({"Open": "Ouvrir"}),
+    },
+    "gnucash-common": {
+      _locale("de", "gnucash"): write_mo(GNUCASH_DE, charset="ISO-8859-1"),
+      _locale("fr", "gnucash"): write_mo({"Save": "Enregistrer"}),
+    },
+    "gimp-data": {
+      _locale("de", "gimp20"): write_mo(GIMP_DE),
+      _locale("fr", "gimp20"): write_mo({"Cancel": "Annuler"}),
+    },
     "libreoffice-l10n-de": {_lo("de", "sw"): write_mo(LIBREOFFICE_DE)},
     "libreoffice-l10n-fr": {_lo("fr", "sw"): write_mo(LIBREOFFICE_FR)},
   }
@@ -445,3 +455,17 @@ def test_missing_apt_get_says_so(tmp_path, monkeypatch):
   monkeypatch.setenv("PATH", str(tmp_path))  # No apt-get there.
   with pytest.raises(FileNotFoundError, match="apt-get is not installed.*apt-get update"):
     gt.download_debs(["gimp-data"], tmp_path / "debs")
+
+
+def test_a_package_without_the_language_is_a_clear_error(tmp_path):
+  deb = tmp_path / "gimp-data_2.10_all.deb"
+  write_deb(deb, {_locale("fr", "gimp20"): write_mo({"Cancel": "Annuler"})})
+  with pytest.raises(FileNotFoundError, match="gimp-data_2.10_all.deb holds no 'de' .mo catalog"):
+    gt.pairs_from_debs([deb], "de")
+
+
+def test_several_versions_of_a_package_are_refused(tmp_path):
+  for version in ("1.0", "1.1"):
+    (tmp_path / f"gimp-data_{version}_all.deb").write_bytes(b"")
+  with pytest.raises(FileNotFoundError, match="several versions"):
+    gt.find_debs(["gimp-data"], [tmp_path])

@@ -117,7 +117,13 @@ def find_debs(packages: Sequence[str], directories: Iterable[epath.PathLike]) ->
       continue
     found = [sorted(directory.glob(f"{package}_*.deb")) for package in packages]
     if all(found):
-      return [paths[-1] for paths in found]  # The highest version string, if several.
+      several = [paths for paths in found if len(paths) > 1]
+      if several:
+        raise FileNotFoundError(
+          f"{directory} holds several versions of a package ({[p.name for p in several[0]]}); "
+          "keep one of them"
+        )
+      return [paths[0] for paths in found]
   return []
 
 
@@ -292,7 +298,12 @@ def pairs_from_debs(deb_paths: Iterable[epath.PathLike], language: str) -> list[
   counts: collections.Counter = collections.Counter()
   cleaned = []
   for deb_path in deb_paths:
+    # The version is in the file name (<package>_<version>_<arch>.deb): logged, as the pairs
+    # depend on it.
+    logging.info("gettext_translations: reading %s", epath.Path(deb_path).name)
+    catalogs = 0
     for _, mo_bytes in mo_files(deb_path, language):
+      catalogs += 1
       counts["catalogs"] += 1
       for english, translation in read_mo_pairs(mo_bytes, counts):
         counts["singular messages"] += 1
@@ -300,6 +311,11 @@ def pairs_from_debs(deb_paths: Iterable[epath.PathLike], language: str) -> list[
         counts[step] += 1
         if pair is not None:
           cleaned.append(pair)
+    if not catalogs:
+      raise FileNotFoundError(
+        f"{epath.Path(deb_path).name} holds no '{language}' .mo catalog (some distributions move "
+        "translations to language-pack packages); use Debian's package of that name"
+      )
   pairs = dedupe(cleaned)
   counts["unique English"] = len(pairs)
   logging.info("gettext_translations en-%s: %s", language, dict(counts))

@@ -209,11 +209,11 @@ def _save_npz_atomically(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> N
 # ------------------------------------------------------------------------------ truncation
 
 
-def truncate(
-  ids: Sequence[np.ndarray], max_tokens: int, *, what: str, allow: bool = True
-) -> list[np.ndarray]:
-  """Cuts sequences to `max_tokens`, logging how many were cut; with `allow=False`, a too-long
-  sequence is an error instead."""
+def count_too_long(
+  ids: Sequence[Sequence[int]], max_tokens: int, *, what: str, allow: bool = True
+) -> int:
+  """How many sequences are longer than `max_tokens` (logged as cut); with `allow=False`, any
+  is an error instead."""
   too_long = sum(len(x) > max_tokens for x in ids)
   if too_long and not allow:
     raise ValueError(
@@ -222,7 +222,7 @@ def truncate(
     )
   if too_long:
     logging.warning("Truncated %d of %d %s to %d tokens", too_long, len(ids), what, max_tokens)
-  return [np.asarray(x[:max_tokens], np.int32) for x in ids]
+  return too_long
 
 
 # ------------------------------------------------------------------------------ packing
@@ -235,34 +235,38 @@ def pack_pairs(
 
   A pair takes len(source) + 1 slots of the source row (EOS) and len(target) + 1 of the target
   row (BOS in front of the decoder input, EOS behind the target); a pair that does not fit
-  both rows of the current row starts the next one. Sequences longer than max_len - 1 are cut
-  (counted) or, with `truncate_long=False`, an error. Returns PACKED_FEATURES, each
-  int32 [num_rows, max_len].
+  both rows of the current row starts the next one. Sentences longer than max_len - 1 tokens
+  are cut (counted) or, with `truncate_long=False`, an error: a cut source still ends with EOS,
+  but a cut target's last label is its true next token, not EOS — the model must not learn to
+  stop where a sentence was cut. Returns PACKED_FEATURES, each int32 [num_rows, max_len].
   """
   if max_len < 2:
     raise ValueError(f"data.max_len={max_len} must be >= 2 (one token and EOS)")
-  sources = truncate(pairs.sources, max_len - 1, what="source sentences", allow=truncate_long)
-  targets = truncate(pairs.targets, max_len - 1, what="target sentences", allow=truncate_long)
+  for what, ids in (("source sentences", pairs.sources), ("target sentences", pairs.targets)):
+    count_too_long(ids, max_len - 1, what=what, allow=truncate_long)
+  sources = [np.append(s[: max_len - 1], eos_id) for s in pairs.sources]
+  targets = [np.concatenate([[bos_id], t[:max_len], [eos_id]]) for t in pairs.targets]
   rows: list[list[tuple[np.ndarray, np.ndarray]]] = []
   source_used = target_used = max_len + 1  # forces a first row
   for source, target in zip(sources, targets, strict=True):
-    if source_used + len(source) + 1 > max_len or target_used + len(target) + 1 > max_len:
+    target_slots = min(len(target) - 1, max_len)
+    if source_used + len(source) > max_len or target_used + target_slots > max_len:
       rows.append([])
       source_used = target_used = 0
     rows[-1].append((source, target))
-    source_used += len(source) + 1
-    target_used += len(target) + 1
+    source_used += len(source)
+    target_used += target_slots
 
   packed = {name: np.zeros((len(rows), max_len), np.int32) for name in PACKED_FEATURES}
   for r, row in enumerate(rows):
     s = t = 0
     for segment, (source, target) in enumerate(row, start=1):
-      n, m = len(source) + 1, len(target) + 1
-      packed["inputs"][r, s : s + n] = np.append(source, eos_id)
+      n, m = len(source), min(len(target) - 1, max_len)
+      packed["inputs"][r, s : s + n] = source
       packed["inputs_segmentation"][r, s : s + n] = segment
       packed["inputs_position"][r, s : s + n] = np.arange(n)
-      packed["decoder_inputs"][r, t : t + m] = np.insert(target, 0, bos_id)
-      packed["targets"][r, t : t + m] = np.append(target, eos_id)
+      packed["decoder_inputs"][r, t : t + m] = target[:m]  # BOS, t_1, ...
+      packed["targets"][r, t : t + m] = target[1 : m + 1]  # t_1, ..., EOS (or the cut's next)
       packed["decoder_segmentation"][r, t : t + m] = segment
       packed["decoder_position"][r, t : t + m] = np.arange(m)
       s, t = s + n, t + m

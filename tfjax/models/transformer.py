@@ -68,6 +68,11 @@ def _valid_and_segments(tokens: Array, segmentation: Array | None) -> tuple[Arra
 
 def _same_segment(query_segments: Array | None, key_segments: Array | None) -> Array | None:
   """[b, 1, q, k]: True where query and key belong to the same packed pair."""
+  if (query_segments is None) != (key_segments is None):
+    raise ValueError(
+      "packed rows need segment ids on both sides: pass inputs_segmentation and "
+      "decoder_segmentation together (or neither)"
+    )
   if query_segments is None:
     return None
   return query_segments[:, None, :, None] == key_segments[:, None, None, :]

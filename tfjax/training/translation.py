@@ -37,10 +37,13 @@ def label_smoothed_loss(
   vocab_size = logits.shape[-1]
   confidence = 1.0 - smoothing
   low = smoothing / (vocab_size - 1)
-  soft = jax.nn.one_hot(targets, vocab_size) * (confidence - low) + low
   log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+  # -sum_v q_v log p_v, with q = low everywhere and confidence at the target: no [b, t, V]
+  # soft-target tensor is built.
+  cross_entropy = -(confidence - low) * target_log_prob - low * log_probs.sum(-1)
   entropy = -(confidence * np.log(confidence) + (vocab_size - 1) * low * np.log(low + 1e-20))
-  losses = -(soft * log_probs).sum(-1) - entropy
+  losses = cross_entropy - entropy
   weights = weights.astype(jnp.float32)
   num_tokens = weights.sum()
   return (losses * weights).sum() / jnp.maximum(num_tokens, 1.0), num_tokens
@@ -177,17 +180,20 @@ class TranslationTask(Task):
       f"step {final['step']}: validation loss {final['eval_loss']:.3f} (label-smoothed), "
       f"perplexity {final['eval_perplexity']:.2f}, token accuracy {final['eval_accuracy']:.3f}"
     ]
-    params = _on_host(params)
     if decode.average_last > 1:
-      params, steps = checkpoint.average_checkpoints(workdir, params, decode.average_last)
+      shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+      params, steps = checkpoint.average_checkpoints(workdir, shapes, decode.average_last)
       lines.append(f"decoding with the average of the checkpoints of steps {steps}")
       final["averaged_steps"] = steps
     sources, references = self._data.texts(data_cfg.test_split)
     if decode.num_test:
       sources, references = sources[: decode.num_test], references[: decode.num_test]
+    else:
+      params = _on_host(params)
     tokenizer = self._data.tokenizer
     common = dict(
       truncate=data_cfg.truncate,
+      max_source_len=data_cfg.max_len - 1,  # what training saw
       alpha=decode.alpha,
       extra_len=decode.extra_len,
       batch_size=decode.batch_size,

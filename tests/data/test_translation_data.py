@@ -40,12 +40,21 @@ def test_packed_rows_hold_every_pair_with_eos_bos_and_own_positions():
   assert (packed["targets"][padding] == 0).all() and (packed["decoder_inputs"][padding] == 0).all()
 
 
-def test_long_sentences_are_cut_with_a_count_or_refused():
-  data = pairs((12, 3), (2, 2))
+def test_long_sentences_are_cut_with_a_count_or_refused(caplog):
+  data = pairs((12, 3), (2, 10), (3, 7))
   packed = translation.pack_pairs(data, max_len=8, bos_id=BOS, eos_id=EOS)
+  assert "Truncated 1 of 3 source sentences to 7 tokens" in caplog.text
+  assert "Truncated 1 of 3 target sentences to 7 tokens" in caplog.text
   source, _, _ = unpack(packed, 0, 1)
   np.testing.assert_array_equal(source, [*data.sources[0][:7], EOS])
-  with pytest.raises(ValueError, match="1 of 2 source sentences are longer than 7 tokens"):
+  # A cut target is teacher-forced on its first 8 tokens; its last label is the next token, not
+  # a false EOS. A target of exactly 7 tokens fits with its EOS.
+  _, decoder_in, target = unpack(packed, 1, 1)
+  np.testing.assert_array_equal(decoder_in, [BOS, *data.targets[1][:7]])
+  np.testing.assert_array_equal(target, data.targets[1][:8])
+  _, decoder_in, target = unpack(packed, 2, 1)
+  np.testing.assert_array_equal(target, [*data.targets[2], EOS])
+  with pytest.raises(ValueError, match="1 of 3 source sentences are longer than 7 tokens"):
     translation.pack_pairs(data, max_len=8, bos_id=BOS, eos_id=EOS, truncate_long=False)
 
 
