@@ -185,11 +185,11 @@ class TranslationTask(Task):
       params, steps = checkpoint.average_checkpoints(workdir, shapes, decode.average_last)
       lines.append(f"decoding with the average of the checkpoints of steps {steps}")
       final["averaged_steps"] = steps
+    else:
+      params = _on_host(params)
     sources, references = self._data.texts(data_cfg.test_split)
     if decode.num_test:
       sources, references = sources[: decode.num_test], references[: decode.num_test]
-    else:
-      params = _on_host(params)
     tokenizer = self._data.tokenizer
     common = dict(
       truncate=data_cfg.truncate,
