@@ -2,18 +2,14 @@
 simulated CPU devices (in a subprocess: the device count is fixed when JAX starts); the mesh
 and sharding rules; and errors raised before any compilation."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
+from tests.parallel.subprocess_runs import results_of
 from tfjax.training import sharding
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNS = [
   "jit_data8",
   "jit_fsdp4",
@@ -27,18 +23,7 @@ RUNS = [
 
 @pytest.fixture(scope="module")
 def on_8_devices(tmp_path_factory) -> dict[str, np.ndarray]:
-  out = tmp_path_factory.mktemp("parallel") / "runs.npz"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  done = subprocess.run(
-    [sys.executable, "-m", "tests.parallel.run_on_8_devices", str(out)],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert done.returncode == 0, done.stderr[-4000:]
-  return dict(np.load(out))
+  return results_of("tests.parallel.run_on_8_devices", tmp_path_factory.mktemp("parallel"))
 
 
 @pytest.mark.parametrize("run", RUNS)

@@ -2,19 +2,15 @@
 one-device step, on 8 simulated CPU devices (in a subprocess: the device count is fixed when JAX
 starts), also with unequal masked counts per device; BERT's parameter shardings."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
+from tests.parallel.subprocess_runs import results_of
 from tfjax.nn.partitioning import path_str
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TASKS = ["pretraining", "classification"]
 RUNS = ["jit_data8", "jit_fsdp4", "jit_tensor2", "shard_map", "pmap", "jit_data8_accum2"]
 UNEQUAL_RUNS = ["jit_data8", "shard_map", "pmap", "jit_data8_accum2"]
@@ -22,18 +18,9 @@ UNEQUAL_RUNS = ["jit_data8", "shard_map", "pmap", "jit_data8_accum2"]
 
 @pytest.fixture(scope="module")
 def on_8_devices(tmp_path_factory) -> dict[str, np.ndarray]:
-  out = tmp_path_factory.mktemp("parallel_bert") / "runs.npz"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  done = subprocess.run(
-    [sys.executable, "-m", "tests.parallel.run_bert_on_8_devices", str(out)],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
+  return results_of(
+    "tests.parallel.run_bert_on_8_devices", tmp_path_factory.mktemp("parallel_bert")
   )
-  assert done.returncode == 0, done.stderr[-4000:]
-  return dict(np.load(out))
 
 
 @pytest.mark.parametrize("run", RUNS)

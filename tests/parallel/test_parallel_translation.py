@@ -3,36 +3,23 @@ and mesh against the one-device step, on 8 simulated CPU devices (in a subproces
 count is fixed when JAX starts); the devices' parts hold unequal target-token counts. Also the
 Transformer's parameter shardings."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
+from tests.parallel.subprocess_runs import results_of
 from tfjax.nn.partitioning import path_str
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNS = ["jit_data8", "jit_fsdp4", "jit_tensor2", "shard_map", "pmap", "jit_data8_accum2"]
 
 
 @pytest.fixture(scope="module")
 def on_8_devices(tmp_path_factory) -> dict[str, np.ndarray]:
-  out = tmp_path_factory.mktemp("parallel_translation") / "runs.npz"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  done = subprocess.run(
-    [sys.executable, "-m", "tests.parallel.run_translation_on_8_devices", str(out)],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
+  return results_of(
+    "tests.parallel.run_translation_on_8_devices", tmp_path_factory.mktemp("parallel_translation")
   )
-  assert done.returncode == 0, done.stderr[-4000:]
-  return dict(np.load(out))
 
 
 @pytest.mark.parametrize("run", RUNS)

@@ -18,19 +18,8 @@ from tfjax.data import bert_tokenizer, classification, pretraining
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification
 from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token
-from tfjax.training.step import LossFn, cross_entropy_loss
+from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task, TaskData
-
-
-def accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-  """Weighted fraction of argmax predictions equal to `labels`."""
-  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-  weights = jnp.ones_like(correct) if weights is None else weights.astype(jnp.float32)
-  return (correct * weights).sum() / jnp.maximum(weights.sum(), 1.0)
-
-
-def dropout_rngs(dropout_rng: jax.Array | None, deterministic: bool) -> dict:
-  return {} if deterministic else {"dropout": dropout_rng}
 
 
 def bert_flops_per_token(

@@ -12,8 +12,8 @@ import numpy as np
 
 from tfjax.data import squad
 from tfjax.models.bert import BertForQuestionAnswering
-from tfjax.training.bert import FineTuningTask, accuracy, dropout_rngs
-from tfjax.training.step import LossFn, cross_entropy_loss
+from tfjax.training.bert import FineTuningTask
+from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import TaskData
 
 

@@ -35,6 +35,18 @@ def cross_entropy_loss(
   return (losses * weights).sum() / jnp.maximum(num_tokens, 1.0), num_tokens
 
 
+def accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """Weighted fraction of argmax predictions equal to `labels`."""
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  weights = jnp.ones_like(correct) if weights is None else weights.astype(jnp.float32)
+  return (correct * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def dropout_rngs(dropout_rng: jax.Array | None, deterministic: bool) -> dict:
+  """The `rngs` of a loss function's `model.apply`: none when dropout is off."""
+  return {} if deterministic else {"dropout": dropout_rng}
+
+
 # ------------------------------------------------------------------------------ micro-batches
 
 

@@ -19,9 +19,8 @@ from tfjax.data import tokenizer as tokenizer_lib
 from tfjax.data import translation as translation_data
 from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.training import checkpoint
-from tfjax.training.bert import accuracy, dropout_rngs
 from tfjax.training.metrics import transformer_flops_per_token
-from tfjax.training.step import LossFn, cross_entropy_loss
+from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import Task, TaskData
 
 
