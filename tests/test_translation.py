@@ -68,14 +68,16 @@ def test_greedy_and_beam_search_reverse_every_sequence(reverser):
   assert decode(beam_size=4) == expected
 
 
-def test_output_stops_at_source_length_plus_extra_len(reverser):
-  """With extra_len 0 an output may hold len(source) + 1 tokens: here the reversal and no EOS
-  fits only when it is cut one earlier; with a large extra_len the model's max_len bounds it."""
+def test_output_limit_is_source_length_plus_one_plus_extra_len(reverser, caplog):
+  """len(source) + 1 + extra_len output tokens, EOS included: with extra_len 0 the reversal and
+  its EOS just fit; a limit one shorter would cut the EOS off (and count the output)."""
   sources = [[4, 5, 6]]
-  out = translation.translate_ids(
-    CONFIG, reverser, sources, bos_id=BOS, eos_id=EOS, beam_size=0, extra_len=0
-  )
-  assert out == [[6, 5, 4]]
+  for beam_size in (0, 4):
+    out = translation.translate_ids(
+      CONFIG, reverser, sources, bos_id=BOS, eos_id=EOS, beam_size=beam_size, extra_len=0
+    )
+    assert out == [[6, 5, 4]]
+  assert "reached their length limit" not in caplog.text
 
 
 def test_bad_sources_are_clear_errors(reverser):
