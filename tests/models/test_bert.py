@@ -10,6 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from tests.nn import numpy_reference as ref
 from tfjax.models.bert import (
+  HEADS,
   BertConfig,
   BertForMultipleChoice,
   BertForPreTraining,
@@ -18,8 +19,8 @@ from tfjax.models.bert import (
   BertForTokenClassification,
   BertModel,
   attention_weights,
-  count_params,
 )
+from tfjax.models.config import count_params
 from tfjax.nn.partitioning import params_logical_axes
 from tfjax.training import sharding
 
@@ -81,7 +82,7 @@ LARGE = BASE.replace(num_layers=24, num_heads=16, d_model=1024, d_ff=4096)
   ids=["base", "base_pretraining", "large", "large_pretraining"],
 )
 def test_count_params_matches_published_sizes(config, head, expected):
-  assert count_params(config, head) == expected
+  assert count_params(HEADS[head](config), (1, 1)) == expected
 
 
 # --- the encoder ------------------------------------------------------------------------------
@@ -303,26 +304,6 @@ def test_init_is_normal_002_with_zero_biases_and_unit_norm_scales():
       np.testing.assert_array_equal(leaf, 1.0, err_msg=name)
 
 
-# --- rematerialisation ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("policy", ["full", "dots"])
-def test_remat_changes_neither_outputs_nor_gradients(policy):
-  tokens, segments, mask = _batch()
-  params = _params(BertForPreTraining(TINY), tokens)
-
-  def loss(params, config):
-    mlm, nsp = BertForPreTraining(config).apply(params, tokens, segments, mask)
-    return (mlm**2).mean() + (nsp**2).mean()
-
-  config = TINY.replace(remat_policy=policy)
-  jaxpr = str(jax.make_jaxpr(loss, static_argnums=1)(params, config))
-  assert jaxpr.count("remat") == config.num_layers  # one rematerialised call per layer
-  plain = jax.value_and_grad(loss)(params, TINY)
-  remat = jax.value_and_grad(loss)(params, config)
-  chex.assert_trees_all_close(remat, plain, rtol=1e-5, atol=1e-6)
-
-
 # --- sharding ---------------------------------------------------------------------------------
 
 
@@ -399,8 +380,3 @@ def test_sequence_longer_than_max_len_is_a_clear_error():
   params = _params(BertModel(TINY), tokens[:, :8])
   with pytest.raises(ValueError, match=r"sequence length 9 is longer .*max_len=8"):
     BertModel(TINY).apply(params, tokens)
-
-
-def test_count_params_of_an_unknown_head_is_a_clear_error():
-  with pytest.raises(ValueError, match=r"head='mlm' is unknown; choose one of"):
-    count_params(TINY, "mlm")

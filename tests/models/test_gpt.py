@@ -12,7 +12,10 @@ import pytest
 
 from configs import gpt_tiny
 from tests.nn import numpy_reference as ref
-from tfjax.models.gpt import GPT, GPTConfig, count_params
+from tfjax import decoding
+from tfjax.models.config import count_params
+from tfjax.models.gpt import GPT, GPTConfig, GPTModel
+from tfjax.models.layout import stack_layers
 
 TINY = GPTConfig(
   vocab_size=11,
@@ -61,7 +64,8 @@ def test_count_params_matches_published_sizes(
     d_ff=4 * d_model,
     pre_norm=pre_norm,
   )
-  assert count_params(config) == expected
+  assert count_params(GPT(config), (1, 1)) == expected
+  assert count_params(GPT(config.replace(scan_layers=True)), (1, 1)) == expected
 
 
 # --- the forward pass -------------------------------------------------------------------------
@@ -299,3 +303,56 @@ def test_decoding_without_a_cache_or_positions_is_an_error_not_a_silent_full_att
     decoder.apply(
       {"params": params}, tokens[:, :3], positions=jnp.arange(3)[None], mutable=["cache"]
     )
+
+
+# --- the body ---------------------------------------------------------------------------------
+
+
+def test_body_gives_the_hidden_states_the_lm_head_projects():
+  params = _params(TINY)
+  tokens = _tokens((2, 6))
+  logits = GPT(TINY).apply(params, tokens)
+  # The body shares the LM's parameter names: the LM's checkpoint applies to it as it is.
+  embed = GPT(TINY).bind(params).token_embed
+  hidden = GPTModel(TINY, embed).apply(params, tokens)
+  chex.assert_shape(hidden, (2, 6, TINY.d_model))
+  embedding = params["params"]["token_embed"]["embedding"]
+  chex.assert_trees_all_close(hidden @ embedding.T, logits, rtol=1e-5, atol=1e-5)
+
+
+# --- decoding with a KV cache and scanned layers ----------------------------------------------
+
+
+def test_cached_decoding_with_scan_matches_full_forward():
+  config = TINY.replace(num_layers=3, max_len=8, scan_layers=True)
+  params = stack_layers(_params(config.replace(scan_layers=False))["params"], config.num_layers)
+  sequence = _tokens((2, 8), seed=2)
+  full = GPT(config).apply({"params": params}, sequence)  # [b, 8, V]
+  cache = decoding.init_cache(config, 2, 8)
+  chex.assert_shape(cache["layers"]["self_attention"]["cached_key"], (3, 2, 8, 2, 4))
+
+  @jax.jit
+  def step(cache, tokens, positions):
+    logits, variables = GPT(config.replace(decode=True)).apply(
+      {"params": params, "cache": cache}, tokens, positions=positions, mutable=["cache"]
+    )
+    return logits, variables["cache"]
+
+  prompt_len = 3
+  logits, cache = step(cache, sequence[:, :prompt_len], jnp.broadcast_to(jnp.arange(3), (2, 3)))
+  chex.assert_trees_all_close(logits, full[:, :prompt_len], rtol=1e-5, atol=1e-5)
+  for t in range(prompt_len, 8):
+    logits, cache = step(cache, sequence[:, t : t + 1], jnp.full((2, 1), t))
+    chex.assert_trees_all_close(logits[:, 0], full[:, t], rtol=1e-5, atol=1e-5)
+
+
+def test_generate_with_scanned_layers_equals_generate_unscanned():
+  config = TINY.replace(max_len=16)
+  params = ref.random_params(GPT(config), _tokens((1, 16)))["params"]
+  prompts = [[3, 1, 4], [1, 5, 9, 2, 6]]
+  kwargs = dict(max_new_tokens=8, temperature=0.0)
+  loop = decoding.generate(config, params, prompts, **kwargs)
+  scanned = decoding.generate(
+    config.replace(scan_layers=True), stack_layers(params, config.num_layers), prompts, **kwargs
+  )
+  assert decoding.generated_tokens(scanned) == decoding.generated_tokens(loop)

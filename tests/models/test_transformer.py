@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from tests.nn import numpy_reference as ref
-from tfjax.models.transformer import Transformer, TransformerConfig, count_params
+from tfjax.models.config import count_params
+from tfjax.models.layout import stack_layers
+from tfjax.models.transformer import Transformer, TransformerConfig
 
 CONFIG = TransformerConfig(
   vocab_size=23,
@@ -106,6 +108,30 @@ def test_cached_decoding_matches_full_forward():
   np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
+def test_cached_decoding_with_scanned_layers_matches_full_forward():
+  config = CONFIG.replace(scan_layers=True)
+  params = stack_layers(reference_params(), config.num_layers)
+  full = Transformer(config).apply({"params": params}, SOURCE, TARGET_IN)
+  model = Transformer(config.replace(decode=True))
+  cache = model.init(jax.random.key(0), SOURCE, TARGET_IN)["cache"]
+  chex.assert_shape(
+    cache["decoder"]["layers"]["self_attention"]["cached_key"], (2, 2, TARGET_IN.shape[1], 2, 4)
+  )
+  encoded = model.apply({"params": params}, SOURCE, method="encode")
+  for t in range(TARGET_IN.shape[1]):
+    logits, mutated = model.apply(
+      {"params": params, "cache": cache},
+      encoded,
+      SOURCE,
+      TARGET_IN[:, t : t + 1],
+      decoder_positions=np.full((2, 1), t),
+      method="decode",
+      mutable=["cache"],
+    )
+    cache = mutated["cache"]
+    np.testing.assert_allclose(logits[:, 0], full[:, t], atol=1e-5)
+
+
 def test_learned_positions_and_remat_train():
   config = CONFIG.replace(positions="learned", remat_policy="full", dropout_rate=0.1)
   model = Transformer(config)
@@ -125,7 +151,7 @@ def test_count_params_base_by_hand():
   v, d, f = 23, 8, 16
   attention, ffn, norm = 4 * (d * d + d), 2 * d * f + f + d, 2 * d
   expected = v * d + 2 * (attention + ffn + 2 * norm) + 2 * (2 * attention + ffn + 3 * norm)
-  assert count_params(CONFIG) == expected
+  assert count_params(Transformer(CONFIG), (1, 1), (1, 1)) == expected
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,10 @@ last_hidden_state [b, t, d]; pooled [b, d] = tanh(dense(hidden state of [CLS], p
 Heads: masked LM (dense + GELU + LayerNorm, then the transposed token embedding plus a bias:
 tied decoder, §3.1 Task #1) and next sentence prediction on `pooled` (§3.1 Task #2), and the
 fine-tuning heads of §4 (sequence, token, span and multiple-choice classification). Parameter
-names follow the spec the HF weight import (`tfjax.bert_hub`) maps onto.
+names follow the spec the HF weight import (`tfjax.hub.bert`) maps onto.
 """
 
 import dataclasses
-import functools
-import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +19,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from tfjax.models.config import REMAT_POLICIES, ModelConfig, constrain
+from tfjax.models.config import ModelConfig
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
 from tfjax.nn.feedforward import activation_fn
+from tfjax.nn.stack import apply_layers, constrain, layer_values
 
 Array = jax.Array
 
@@ -49,6 +47,7 @@ class BertConfig(ModelConfig):
   pad_id: int = 0  # the default attention mask is tokens != pad_id
   dtype: str = "float32"  # compute dtype; parameters stay float32
   remat_policy: str = "none"  # activation rematerialisation of each layer: see REMAT_POLICIES
+  scan_layers: bool = False  # one nn.scan over stacked layer params: fast compiles of deep models
 
   def __post_init__(self):
     self.check(
@@ -137,34 +136,37 @@ class BertModel(nn.Module):
     init = nn.initializers.normal(stddev=cfg.init_std)
 
     x = self._constrain(self.embeddings(tokens, segment_ids, deterministic))
-    hidden_states = [x]
-    forward = _layer_forward
-    policy = REMAT_POLICIES[cfg.remat_policy]
-    if policy is not None:
-      # `deterministic` (argument 3) is a Python bool that selects code: static, not traced.
-      forward = nn.remat(forward, policy=policy, static_argnums=(3,))
-    for i in range(cfg.num_layers):
-      layer = TransformerLayer(
-        num_heads=cfg.num_heads,
-        d_ff=cfg.d_ff,
-        activation=cfg.activation,
-        pre_norm=False,
-        dropout_rate=cfg.dropout_rate,
-        attention_dropout_rate=cfg.attention_dropout_rate,
-        layer_norm_epsilon=cfg.layer_norm_epsilon,
-        kernel_init=init,
-        dtype=dtype,
-        name=f"layer_{i}",
-      )
-      x = self._constrain(forward(layer, x, mask, deterministic))
-      hidden_states.append(x)
+    layer = lambda name: TransformerLayer(
+      num_heads=cfg.num_heads,
+      d_ff=cfg.d_ff,
+      activation=cfg.activation,
+      pre_norm=False,
+      dropout_rate=cfg.dropout_rate,
+      attention_dropout_rate=cfg.attention_dropout_rate,
+      layer_norm_epsilon=cfg.layer_norm_epsilon,
+      kernel_init=init,
+      dtype=dtype,
+      name=name,
+    )
+    embedded = x
+    x, layer_outputs = apply_layers(
+      layer,
+      x,
+      {"mask": mask},
+      num_layers=cfg.num_layers,
+      deterministic=deterministic,
+      scan=cfg.scan_layers,
+      remat_policy=cfg.remat_policy,
+      activation_sharding=self.activation_sharding,
+      keep_outputs=return_hidden_states,
+    )
 
     pooled = nn.Dense(cfg.d_model, kernel_init=init, dtype=dtype, name="pooler")(x[:, 0])
     f32 = lambda a: a.astype(jnp.float32)
     return BertOutput(
       last_hidden_state=f32(x),
       pooled=f32(jnp.tanh(pooled)),  # [b, d]
-      hidden_states=tuple(map(f32, hidden_states)) if return_hidden_states else None,
+      hidden_states=tuple(map(f32, (embedded, *layer_outputs))) if return_hidden_states else None,
     )
 
   def attend(self, x: Array) -> Array:
@@ -173,11 +175,6 @@ class BertModel(nn.Module):
 
   def _constrain(self, x: Array) -> Array:
     return constrain(self.activation_sharding, x)
-
-
-def _layer_forward(layer: TransformerLayer, x: Array, mask: Array, deterministic: bool) -> Array:
-  """One layer with positional arguments only, as nn.remat's static_argnums needs."""
-  return layer(x, mask, deterministic=deterministic)
 
 
 class _BertHead(nn.Module):
@@ -317,27 +314,7 @@ def attention_weights(intermediates: Mapping[str, Any]) -> list[Array]:
   with mutable=["intermediates"] (of BertModel or any head: the "bert" prefix is looked through).
   """
   tree = intermediates.get("intermediates", intermediates)
-  tree = tree.get("bert", tree)
-  names = sorted(
-    (k for k in tree if re.fullmatch(r"layer_\d+", k)), key=lambda k: int(k.split("_")[1])
-  )
-  if not names:
-    raise ValueError(
-      "no attention weights in these intermediates; apply the model with "
-      "mutable=['intermediates'] and pass the returned state"
-    )
-  return [tree[name]["self_attention"]["attention_weights"][0] for name in names]
+  return layer_values(tree.get("bert", tree), ("self_attention", "attention_weights"))
 
 
 HEADS = {"model": BertModel, "pretraining": BertForPreTraining}
-
-
-def count_params(config: BertConfig, head: str = "pretraining") -> int:
-  """Number of parameters of BertModel ("model": encoder + pooler) or BertForPreTraining
-  ("pretraining": plus MLM and NSP heads), from shapes alone (`jax.eval_shape`)."""
-  if head not in HEADS:
-    raise ValueError(f"head={head!r} is unknown; choose one of {sorted(HEADS)}")
-  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  init = functools.partial(HEADS[head](config).init, jax.random.key(0))
-  shapes = jax.eval_shape(init, tokens)
-  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))

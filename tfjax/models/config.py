@@ -1,28 +1,17 @@
 """What the model configs share: building from a config section, the common checks, and the
-activation rematerialisation and sharding of each layer."""
+parameter count."""
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Mapping
 from typing import Any, Self
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from tfjax.nn.feedforward import ACTIVATIONS
-
-# Activation rematerialisation of each layer (`model.remat_policy`): which intermediate values of
-# the forward pass are kept for the backward pass; the others are recomputed (Chen et al. 2016).
-# None: no rematerialisation at all, every intermediate is kept. Measured on XLA:CPU (jax 0.10):
-# remat lowers peak memory only with scan_layers=True (GPT, 12 layers, d=256, batch 16x128,
-# train-step temp memory: "full" 220 MiB, "none" 1171 MiB); in the unrolled loop the CPU
-# scheduler runs the recomputation early and the peak does not move (1065 MiB for every policy).
-REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
-  "none": None,
-  "full": jax.checkpoint_policies.nothing_saveable,  # keep only each layer's input
-  "dots": jax.checkpoint_policies.checkpoint_dots,  # keep matmul outputs, recompute the rest
-  # keep the projections' outputs, recompute attention's batched einsums (the [b,h,q,k] logits)
-  "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
+from tfjax.nn.stack import REMAT_POLICIES
 
 
 class ModelConfig:
@@ -66,6 +55,9 @@ class ModelConfig:
       )
 
 
-def constrain(sharding: Any, x: jax.Array) -> jax.Array:
-  """Pins activations `x` to `sharding` (the batch split); None: no constraint."""
-  return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+def count_params(model: nn.Module, *token_shapes: tuple[int, ...]) -> int:
+  """Number of parameters of `model` initialised on int32 token inputs of `token_shapes`, from
+  shapes alone (`jax.eval_shape`: nothing is allocated), e.g. `count_params(GPT(cfg), (1, 1))`."""
+  inputs = [jax.ShapeDtypeStruct(shape, jnp.int32) for shape in token_shapes]
+  shapes = jax.eval_shape(model.init, jax.random.key(0), *inputs)
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))

@@ -4,26 +4,30 @@ tokens [b, t] -> token + learned position embeddings -> dropout -> num_layers x
 TransformerLayer (causal self-attention + MLP) -> (pre-LN: final LayerNorm) -> logits [b, t, V]
 through the transposed token embedding (tied output, as HF's GPT-2 and OpenAIGPT).
 
-The layers are either `num_layers` submodules `layer_{i}`, or (`scan_layers=True`) one
-`nn.scan` over a submodule `layers` whose parameters (and KV cache) have a leading
-[num_layers] axis: XLA then compiles one layer, not num_layers copies.
-`tfjax.models.layout.stack_layers` / `unstack_layers` convert between the two layouts.
+`GPTModel` is the body (tokens -> final hidden states [b, t, d]) a fine-tuning head attaches
+to; `GPT` is the language model: the body plus the tied output projection. Both keep the same
+parameter names (the body shares the LM's scope), so one checkpoint serves either.
+
+The layers are those of `tfjax.nn.stack.apply_layers`: `num_layers` submodules `layer_{i}`, or
+(`scan_layers=True`) one `nn.scan` over a submodule `layers` whose parameters (and KV cache)
+have a leading [num_layers] axis. `tfjax.models.layout.stack_layers` / `unstack_layers`
+convert between the two layouts.
 """
 
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tfjax.models.config import REMAT_POLICIES, ModelConfig, constrain
+from tfjax.models.config import ModelConfig
 from tfjax.nn.attention import causal_mask
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
+from tfjax.nn.stack import apply_layers, constrain
 
 Array = jax.Array
 
@@ -55,9 +59,21 @@ class GPTConfig(ModelConfig):
     self.check("vocab_size", "max_len", "num_layers", "num_heads", "d_model", "d_ff")
 
 
-class GPT(nn.Module):
-  """Causal language model. Returns float32 logits [b, t, vocab_size].
+def _init(config: GPTConfig) -> nn.initializers.Initializer:
+  return nn.initializers.normal(stddev=config.init_std)  # N(0, 0.02) (GPT-1 §4.1)
 
+
+def token_embedding(config: GPTConfig) -> TokenEmbedding:
+  return TokenEmbedding(
+    config.vocab_size, config.d_model, embedding_init=_init(config), dtype=jnp.dtype(config.dtype)
+  )
+
+
+class GPTModel(nn.Module):
+  """The body: tokens [b, t] -> hidden states [b, t, d_model] (after the final LayerNorm of a
+  pre-LN stack), in the compute dtype.
+
+  `token_embed` is the owner's table (the LM ties its output projection to it).
   `activation_sharding` (a `jax.sharding.Sharding` of the batch axis, e.g. over data x fsdp)
   pins the activations between layers to the batch split. Without it XLA may follow the
   weights' FSDP sharding into the activations and compute every layer for the whole global
@@ -65,6 +81,7 @@ class GPT(nn.Module):
   """
 
   config: GPTConfig
+  token_embed: TokenEmbedding
   activation_sharding: Any = None
 
   @nn.compact
@@ -78,25 +95,21 @@ class GPT(nn.Module):
         f"sequence length {length} is longer than the position table (max_len={cfg.max_len}); "
         "shorten the input or raise model.max_len"
       )
+    decoding = cfg.decode and not self.is_initializing()
     if positions is None:
-      if cfg.decode and not self.is_initializing():
+      if decoding:
         raise ValueError("decode=True needs the absolute `positions` [batch, length] of the tokens")
       positions = jnp.broadcast_to(jnp.arange(length), (batch, length))
     dtype = jnp.dtype(cfg.dtype)
-    init = nn.initializers.normal(stddev=cfg.init_std)
+    init = _init(cfg)
     out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers) if cfg.scale_residual_init else None
 
-    token_embed = TokenEmbedding(
-      cfg.vocab_size, cfg.d_model, embedding_init=init, dtype=dtype, name="token_embed"
-    )
-    x = token_embed(tokens) + LearnedPositionEmbedding(
+    x = self.token_embed(tokens) + LearnedPositionEmbedding(
       cfg.max_len, cfg.d_model, embedding_init=init, dtype=dtype, name="position_embed"
     )(positions)  # [b, t, d_model]
     x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
-    x = self._constrain(x)
+    x = constrain(self.activation_sharding, x)
 
-    # When decoding, each attention layer builds its mask from the cache and `positions`.
-    mask = None if cfg.decode and not self.is_initializing() else causal_mask(length)
     layer = lambda name: TransformerLayer(
       num_heads=cfg.num_heads,
       d_ff=cfg.d_ff,
@@ -111,74 +124,50 @@ class GPT(nn.Module):
       decode=cfg.decode,
       name=name,
     )
-    forward = _layer_forward
-    policy = REMAT_POLICIES[cfg.remat_policy]
-    if policy is not None:
-      # `deterministic` (argument 4) is a Python bool that selects code: static, not traced.
-      # Inside a scan the loop boundary already keeps XLA from merging the recomputation away.
-      forward = nn.remat(
-        forward, policy=policy, static_argnums=(4,), prevent_cse=not cfg.scan_layers
-      )
-    if cfg.scan_layers:
-      scan = nn.scan(
-        functools.partial(
-          _scan_body, forward, functools.partial(constrain, self.activation_sharding)
-        ),
-        variable_axes={"params": 0, "cache": 0, "intermediates": 0},
-        split_rngs={"params": True, "dropout": True},
-        in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
-        length=cfg.num_layers,
-        metadata_params={nn.PARTITION_NAME: "layers"},
-      )
-      x, _ = scan(layer("layers"), x, mask, positions, deterministic)
-    else:
-      for i in range(cfg.num_layers):
-        x = self._constrain(forward(layer(f"layer_{i}"), x, mask, positions, deterministic))
+    # When decoding, each attention layer builds its mask from the cache and `positions`.
+    mask = None if decoding else causal_mask(length)
+    x, _ = apply_layers(
+      layer,
+      x,
+      {"mask": mask, "positions": positions},
+      num_layers=cfg.num_layers,
+      deterministic=deterministic,
+      scan=cfg.scan_layers,
+      remat_policy=cfg.remat_policy,
+      activation_sharding=self.activation_sharding,
+    )
     if cfg.pre_norm:
       x = nn.LayerNorm(epsilon=cfg.layer_norm_epsilon, dtype=dtype, name="final_norm")(x)
+    return x
 
-    if cfg.tie_embeddings:
-      logits = token_embed.attend(x)
-    else:
-      logits = nn.Dense(
+
+class GPT(nn.Module):
+  """Causal language model: GPTModel, then logits [b, t, vocab_size] in float32 through the
+  transposed token embedding (or an untied `lm_head`). `activation_sharding`: as GPTModel's."""
+
+  config: GPTConfig
+  activation_sharding: Any = None
+
+  def setup(self):
+    cfg = self.config
+    self.token_embed = token_embedding(cfg)
+    self.body = GPTModel(cfg, self.token_embed, self.activation_sharding)
+    nn.share_scope(self, self.body)  # the body's parameters sit beside token_embed, unprefixed
+    if not cfg.tie_embeddings:
+      self.lm_head = nn.Dense(
         cfg.vocab_size,
         use_bias=False,
-        kernel_init=init,
-        dtype=dtype,
+        kernel_init=_init(cfg),
+        dtype=jnp.dtype(cfg.dtype),
         dot_general=_float32_dot_general,  # logits never rounded to bfloat16
-        name="lm_head",
-      )(x)
-    return self._constrain(logits.astype(jnp.float32))  # [b, t, vocab_size]
+      )
 
-  def _constrain(self, x: Array) -> Array:
-    return constrain(self.activation_sharding, x)
+  def __call__(
+    self, tokens: Array, *, positions: Array | None = None, deterministic: bool = True
+  ) -> Array:
+    x = self.body(tokens, positions=positions, deterministic=deterministic)
+    logits = self.token_embed.attend(x) if self.config.tie_embeddings else self.lm_head(x)
+    return constrain(self.activation_sharding, logits.astype(jnp.float32))  # [b, t, vocab_size]
 
 
 _float32_dot_general = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
-
-
-def _layer_forward(
-  layer: TransformerLayer, x: Array, mask: Array | None, positions: Array, deterministic: bool
-) -> Array:
-  """One layer with positional arguments only, as nn.remat's static_argnums and nn.scan need."""
-  return layer(x, mask, positions=positions, deterministic=deterministic)
-
-
-def _scan_body(
-  forward: Callable[..., Array],
-  constrain: Callable[[Array], Array],
-  layer: TransformerLayer,
-  x: Array,
-  mask: Array | None,
-  positions: Array,
-  deterministic: bool,
-) -> tuple[Array, None]:
-  """nn.scan's (carry, inputs) -> (carry, outputs) form of `forward`: x is the carry."""
-  return constrain(forward(layer, x, mask, positions, deterministic)), None
-
-
-def count_params(config: GPTConfig) -> int:
-  """Number of parameters, from shapes alone (`jax.eval_shape`: nothing is allocated)."""
-  tokens = jax.ShapeDtypeStruct((1, config.max_len), jnp.int32)
-  shapes = jax.eval_shape(GPT(config.replace(decode=False)).init, jax.random.key(0), tokens)
-  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SCANNED_KEY = "layers"  # the sharding rules read a leading axis under this key as the layer axis
+from tfjax.nn.stack import STACKED_LAYERS as SCANNED_KEY
+
 _LAYER_KEY = re.compile(r"layer_(\d+)$")
 
 

@@ -12,18 +12,17 @@ stays inside a pair, and without them a 0 token is padding.
 """
 
 import dataclasses
-import math
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tfjax.models.config import REMAT_POLICIES, ModelConfig, constrain
+from tfjax.models.config import ModelConfig
 from tfjax.nn.attention import causal_mask, combine_masks, padding_mask
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding, sinusoidal_positions
+from tfjax.nn.stack import apply_layers, constrain
 
 Array = jax.Array
 POSITIONS = ("sinusoidal", "learned")
@@ -47,7 +46,8 @@ class TransformerConfig(ModelConfig):
   attention_dropout_rate: float = 0.0  # the paper has none
   layer_norm_epsilon: float = 1e-6
   dtype: str = "float32"  # compute dtype; parameters stay float32
-  remat_policy: str = "none"  # see tfjax.models.config.REMAT_POLICIES
+  remat_policy: str = "none"  # activation rematerialisation of each layer: see REMAT_POLICIES
+  scan_layers: bool = False  # one nn.scan over each stack's stacked layer params
   decode: bool = False  # decoder self-attention with a key/value cache
 
   def __post_init__(self):
@@ -130,35 +130,26 @@ def _layer(config: TransformerConfig, name: str, decoder: bool) -> TransformerLa
   )
 
 
-def _remat(config: TransformerConfig, forward: Callable[..., Array], deterministic_arg: int):
-  """`forward` with the configured activation rematerialisation (`deterministic` static)."""
-  policy = REMAT_POLICIES[config.remat_policy]
-  if policy is None:
-    return forward
-  return nn.remat(forward, policy=policy, static_argnums=(deterministic_arg,))
-
-
-def _encoder_layer(layer: TransformerLayer, x: Array, mask: Array, deterministic: bool) -> Array:
-  return layer(x, mask, deterministic=deterministic)
-
-
-def _decoder_layer(
-  layer: TransformerLayer,
-  y: Array,
-  mask: Array | None,
-  encoded: Array,
-  cross_mask: Array,
-  positions: Array | None,
+def _layers(
+  config: TransformerConfig,
+  x: Array,
+  inputs: dict[str, Any],
+  decoder: bool,
   deterministic: bool,
+  activation_sharding: Any,
 ) -> Array:
-  return layer(
-    y,
-    mask,
-    encoded=encoded,
-    cross_mask=cross_mask,
-    positions=positions,
+  """The N layers of one stack (tfjax.nn.stack), each output pinned to the batch split."""
+  x, _ = apply_layers(
+    lambda name: _layer(config, name, decoder),
+    x,
+    inputs,
+    num_layers=config.num_layers,
     deterministic=deterministic,
+    scan=config.scan_layers,
+    remat_policy=config.remat_policy,
+    activation_sharding=activation_sharding,
   )
+  return x
 
 
 class Encoder(nn.Module):
@@ -182,10 +173,7 @@ class Encoder(nn.Module):
     x = constrain(
       self.activation_sharding, _embed(cfg, self.token_embed, inputs, positions, deterministic)
     )
-    forward = _remat(cfg, _encoder_layer, 3)
-    for i in range(cfg.num_layers):
-      x = forward(_layer(cfg, f"layer_{i}", decoder=False), x, mask, deterministic)
-      x = constrain(self.activation_sharding, x)
+    x = _layers(cfg, x, {"mask": mask}, False, deterministic, self.activation_sharding)
     return x  # [b, s, d_model]
 
 
@@ -228,11 +216,13 @@ class Decoder(nn.Module):
       )
     y = _embed(cfg, self.token_embed, decoder_inputs, decoder_positions, deterministic)
     y = constrain(self.activation_sharding, y)
-    forward = _remat(cfg, _decoder_layer, 6)
-    for i in range(cfg.num_layers):
-      layer = _layer(cfg, f"layer_{i}", decoder=True)
-      y = forward(layer, y, self_mask, encoded, cross_mask, decoder_positions, deterministic)
-      y = constrain(self.activation_sharding, y)
+    inputs = {
+      "mask": self_mask,
+      "encoded": encoded,
+      "cross_mask": cross_mask,
+      "positions": decoder_positions,
+    }
+    y = _layers(cfg, y, inputs, True, deterministic, self.activation_sharding)
     logits = self.token_embed.attend(y).astype(jnp.float32)  # [b, t, V]
     return constrain(self.activation_sharding, logits)
 
@@ -325,11 +315,3 @@ class Transformer(nn.Module):
       decoder_positions=decoder_positions,
       deterministic=deterministic,
     )
-
-
-def count_params(config: TransformerConfig) -> int:
-  """Number of parameters, from shapes alone (`jax.eval_shape`: nothing is allocated)."""
-  tokens = jax.ShapeDtypeStruct((1, 8), jnp.int32)
-  model = Transformer(config.replace(decode=False))
-  shapes = jax.eval_shape(model.init, jax.random.key(0), tokens, tokens)
-  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))

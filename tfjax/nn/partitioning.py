@@ -11,6 +11,8 @@ from typing import Any
 
 import jax
 
+from tfjax.nn.stack import STACKED_LAYERS
+
 # (pattern matched at the end of the "/"-joined parameter path, logical axes); first match wins.
 PARAM_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
   (r"token_embed/embedding", ("vocab", "embed")),
@@ -34,7 +36,6 @@ PARAM_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
   (r"\w*_norm/(scale|bias)", ("embed",)),  # every LayerNorm: <sublayer>_norm, final_norm
 )
 _PATTERNS = [(re.compile(f"(^|/){pattern}$"), axes) for pattern, axes in PARAM_AXES]
-STACKED_LAYERS = "layers"  # the nn.scan submodule whose params have a leading layer axis
 
 
 def path_str(key_path: tuple) -> str:
