@@ -20,7 +20,7 @@ from absl import logging
 from flax import traverse_util
 from safetensors.numpy import save_file
 
-from tfjax.hub import (
+from tfjax.hub.gpt2 import (
   CONFIG_FILE,
   WEIGHTS_FILE,
   Params,
