@@ -5,7 +5,7 @@ Devlin et al. 2018, §A.2: batch 256 x 512 tokens (the paper trains 90% of the s
 1M steps, Adam lr 1e-4, b1 0.9, b2 0.999, L2 weight decay 0.01, 10k warmup steps then linear
 decay, dropout 0.1, GELU. Here the tokenizer is a sentencepiece model of the same size trained
 on `data.name`; for the real BERT vocabulary and weights, import an HF checkpoint with
-`tfjax.bert_hub` and fine-tune it (README "BERT").
+`tfjax.hub.bert` and fine-tune it (README "BERT").
 
 Command (needs accelerators; on CPU use it with `jax.eval_shape` only):
 

@@ -3,7 +3,7 @@ r"""GPT-2 small (124,439,808 parameters): 12 layers, d_model 768, 12 heads, 1024
 Radford et al. 2019: pre-LN blocks with a final LayerNorm, residual projections initialised with
 std 0.02 / sqrt(2 * num_layers), tied output embedding, byte-level BPE of 50,257 tokens. Here
 the tokenizer is a sentencepiece BPE of the same size trained on `data.name`; for the real
-GPT-2 vocabulary and weights, import an HF checkpoint with `tfjax.hub`.
+GPT-2 vocabulary and weights, import an HF checkpoint with `tfjax.hub.gpt2`.
 The paper gives no optimizer settings: lr 6e-4 and Adam b2 0.95 follow nanoGPT's GPT-2
 reproduction; the decoupled weight decay of 0.01 on matrices only is GPT-1's.
 

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax import bert_hub
 from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
+from tfjax.hub import bert as bert_hub
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertModel
 from tfjax.pipelines import encode_texts, features, fill_mask
 

@@ -19,9 +19,10 @@ from safetensors.numpy import load_file, save_file
 
 from configs import bert_tiny, bert_tiny_sentiment, bert_tiny_topics
 from tests.conftest import apply_overrides
-from tfjax import bert_hub
 from tfjax.data import classification
 from tfjax.data.bert_tokenizer import load_bert_tokenizer
+from tfjax.hub import bert as bert_hub
+from tfjax.hub import files
 from tfjax.models.bert import BertConfig, BertForSequenceClassification
 from tfjax.training import checkpoint, metrics, trainer
 from tfjax.training.bert import pretraining_loss_fn
@@ -367,10 +368,10 @@ def test_fine_tuning_takes_the_encoder_of_an_hf_checkpoint_with_another_head(tmp
   # (HF names), and a 100-token vocab.txt.
   hf_dir = tmp_path / "hf_classifier"
   shutil.copytree(GOLDEN / "bert_tiny_model", hf_dir)
-  tensors = load_file(hf_dir / bert_hub.WEIGHTS_FILE)
+  tensors = load_file(hf_dir / files.WEIGHTS_FILE)
   tensors["classifier.weight"] = np.ones((3, 32), np.float32)
   tensors["classifier.bias"] = np.ones((3,), np.float32)
-  save_file(tensors, str(hf_dir / bert_hub.WEIGHTS_FILE), metadata={"format": "pt"})
+  save_file(tensors, str(hf_dir / files.WEIGHTS_FILE), metadata={"format": "pt"})
   letters = list("abcdefghijklmnopqrstuvwxyz")
   vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{c}" for c in letters)]
   words = "the a film movie is of and to it this that in with as for but its an on be not good"

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tfjax import bert_hub
 from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
+from tfjax.hub import bert as bert_hub
+from tfjax.hub import files
 from tfjax.models.bert import HEADS, BertConfig, BertModel
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 PRETRAINING_DIR = GOLDEN / "bert_tiny"  # BertForPreTraining: "bert." prefix, cls.* heads
 MODEL_DIR = GOLDEN / "bert_tiny_model"  # the same body as a BertModel: no prefix, no heads
-WEIGHTS = bert_hub.WEIGHTS_FILE
+WEIGHTS = files.WEIGHTS_FILE
 # Measured max |ours - transformers| on CPU: 1.7e-6 (hidden states), 9e-7 (pooled), 2.3e-6
 # (MLM logits, |logits| up to 3.6), 4.8e-7 (NSP); float32 reduction order only.
 ATOL = 1e-4

@@ -13,11 +13,11 @@ import pytest
 from flax import traverse_util
 from safetensors.numpy import load_file, save_file
 
-from tfjax import hub
+from tfjax.hub import files, gpt2
 from tfjax.models.gpt import GPT, GPTConfig
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "gpt2_tiny"
-WEIGHTS = hub.WEIGHTS_FILE
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "gpt2_tiny"
+WEIGHTS = files.WEIGHTS_FILE
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def golden() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def imported() -> tuple[GPTConfig, dict]:
-  return hub.load_gpt2(GOLDEN)
+  return gpt2.load_gpt2(GOLDEN)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -86,34 +86,14 @@ def test_names_without_prefix_and_with_mask_buffers_load_the_same(tmp_path, impo
       tensors[f"h.{i}.attn.masked_bias"] = np.array(-1e4, np.float32)
     return tensors
 
-  config, params = hub.load_gpt2(golden_copy(tmp_path, edit))
+  config, params = gpt2.load_gpt2(golden_copy(tmp_path, edit))
   assert config == imported[0]
-  jax.tree.map(np.testing.assert_array_equal, params, imported[1])
-
-
-def test_sharded_checkpoint_loads_like_a_single_file(tmp_path, imported):
-  out = tmp_path / "sharded"
-  shutil.copytree(GOLDEN, out)
-  (out / WEIGHTS).unlink()
-  tensors = load_file(GOLDEN / WEIGHTS)
-  names = sorted(tensors)
-  shards = {
-    "model-00001-of-00002.safetensors": names[::2],
-    "model-00002-of-00002.safetensors": names[1::2],
-  }
-  weight_map = {}
-  for shard, shard_names in shards.items():
-    save_file({n: tensors[n] for n in shard_names}, str(out / shard), metadata={"format": "pt"})
-    weight_map.update(dict.fromkeys(shard_names, shard))
-  (out / hub.WEIGHTS_INDEX_FILE).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-
-  _, params = hub.load_gpt2(out)
   jax.tree.map(np.testing.assert_array_equal, params, imported[1])
 
 
 def test_half_precision_checkpoint_imports_as_float32(tmp_path, imported):
   out = golden_copy(tmp_path, lambda t: {k: v.astype(np.float16) for k, v in t.items()})
-  _, params = hub.load_gpt2(out)
+  _, params = gpt2.load_gpt2(out)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-2), params, imported[1])
 
@@ -128,7 +108,7 @@ def test_distinct_lm_head_unties_and_is_transposed(tmp_path, golden):
     tensors["lm_head.weight"] = 2.0 * tensors["transformer.wte.weight"]  # [V, d], nn.Linear
     return tensors
 
-  config, params = hub.load_gpt2(golden_copy(tmp_path, edit))
+  config, params = gpt2.load_gpt2(golden_copy(tmp_path, edit))
   assert not config.tie_embeddings
   assert params["lm_head"]["kernel"].shape == (32, 64)  # [d, V]
   # The body is unchanged and the head doubled, so the logits double.
@@ -141,14 +121,14 @@ def test_lm_head_equal_to_wte_stays_tied(tmp_path, imported):
     tensors["lm_head.weight"] = tensors["transformer.wte.weight"].copy()
     return tensors
 
-  config, params = hub.load_gpt2(golden_copy(tmp_path, edit))
+  config, params = gpt2.load_gpt2(golden_copy(tmp_path, edit))
   assert config.tie_embeddings and "lm_head" not in params
 
 
 def test_untied_config_without_lm_head_names_the_missing_tensor(tmp_path):
   out = golden_copy(tmp_path, config_edit=lambda c: c.update(tie_word_embeddings=False))
   with pytest.raises(ValueError, match=r"missing HF parameter 'lm_head.weight'.*'lm_head/kernel'"):
-    hub.load_gpt2(out)
+    gpt2.load_gpt2(out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,7 +142,7 @@ def test_shape_mismatch_names_both_parameters_and_shapes(tmp_path):
     return tensors
 
   with pytest.raises(ValueError) as error:
-    hub.load_gpt2(golden_copy(tmp_path, edit))
+    gpt2.load_gpt2(golden_copy(tmp_path, edit))
   message = str(error.value)
   assert "'h.1.mlp.c_fc.weight' (32, 100)" in message
   assert "'layer_1/mlp/hidden/kernel' needs (32, 128)" in message
@@ -176,7 +156,7 @@ def test_missing_tensor_names_both_parameters(tmp_path):
   with pytest.raises(
     ValueError, match=r"missing HF parameter 'h.0.ln_2.bias'.*'layer_0/mlp_norm/bias' \(32,\)"
   ):
-    hub.load_gpt2(golden_copy(tmp_path, edit))
+    gpt2.load_gpt2(golden_copy(tmp_path, edit))
 
 
 @pytest.mark.parametrize(
@@ -193,31 +173,14 @@ def test_unexpected_tensor_is_named(tmp_path, name, ours):
 
   short = name.removeprefix("transformer.")
   with pytest.raises(ValueError, match=rf"unexpected HF parameter '{short}' \(32,\)") as error:
-    hub.load_gpt2(golden_copy(tmp_path, edit))
+    gpt2.load_gpt2(golden_copy(tmp_path, edit))
   assert ours in str(error.value)
 
 
 def test_config_that_does_not_match_the_weights_fails(tmp_path):
   out = golden_copy(tmp_path, config_edit=lambda c: c.update(n_layer=3))
   with pytest.raises(ValueError, match=r"missing HF parameter 'h.2.attn.c_attn.weight'"):
-    hub.load_gpt2(out)
-
-
-@pytest.mark.parametrize("missing", ["config.json", WEIGHTS])
-def test_missing_file_names_it_and_the_expected_contents(tmp_path, missing):
-  out = golden_copy(tmp_path)
-  (out / missing).unlink()
-  with pytest.raises(FileNotFoundError, match=missing) as error:
-    hub.load_gpt2(out)
-  assert "config.json and model.safetensors" in str(error.value)
-
-
-def test_pickled_weights_are_refused_with_a_conversion_hint(tmp_path):
-  out = golden_copy(tmp_path)
-  (out / WEIGHTS).unlink()
-  (out / "pytorch_model.bin").write_bytes(b"not read")
-  with pytest.raises(FileNotFoundError, match="never loads"):
-    hub.load_gpt2(out)
+    gpt2.load_gpt2(out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,7 +190,7 @@ def test_pickled_weights_are_refused_with_a_conversion_hint(tmp_path):
 
 def test_golden_config_translates_field_by_field():
   hf = json.loads((GOLDEN / "config.json").read_text())
-  assert hub.gpt2_config_from_hf(hf) == GPTConfig(
+  assert gpt2.gpt2_config_from_hf(hf) == GPTConfig(
     vocab_size=64,
     max_len=32,
     num_layers=2,
@@ -245,7 +208,7 @@ def test_golden_config_translates_field_by_field():
 
 
 def test_config_defaults_are_gpt2_small():
-  config = hub.gpt2_config_from_hf({"model_type": "gpt2"})
+  config = gpt2.gpt2_config_from_hf({"model_type": "gpt2"})
   assert (config.vocab_size, config.max_len, config.d_model, config.d_ff) == (
     50257,
     1024,
@@ -270,7 +233,7 @@ def test_config_defaults_are_gpt2_small():
   ],
 )
 def test_config_options_translate(hf, field, value):
-  assert getattr(hub.gpt2_config_from_hf({"model_type": "gpt2", **hf}), field) == value
+  assert getattr(gpt2.gpt2_config_from_hf({"model_type": "gpt2", **hf}), field) == value
 
 
 @pytest.mark.parametrize(
@@ -286,7 +249,7 @@ def test_config_options_translate(hf, field, value):
 )
 def test_unsupported_config_raises_naming_the_option(hf, match):
   with pytest.raises(ValueError, match=match):
-    hub.gpt2_config_from_hf(hf)
+    gpt2.gpt2_config_from_hf(hf)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,12 +259,12 @@ def test_unsupported_config_raises_naming_the_option(hf, match):
 
 def test_export_reproduces_the_transformers_files(tmp_path, imported):
   config, params = imported
-  hub.save_gpt2(tmp_path / "out", config, params)
+  gpt2.save_gpt2(tmp_path / "out", config, params)
   written, original = load_file(tmp_path / "out" / WEIGHTS), load_file(GOLDEN / WEIGHTS)
   assert set(written) == set(original)
   for name, array in original.items():
     np.testing.assert_array_equal(written[name], array, err_msg=name)
-  again = hub.load_gpt2(tmp_path / "out")
+  again = gpt2.load_gpt2(tmp_path / "out")
   assert again[0] == config
   jax.tree.map(np.testing.assert_array_equal, again[1], params)
 
@@ -312,11 +275,11 @@ def test_untied_model_round_trips_through_export(tmp_path):
     activation="gelu", tie_embeddings=False, dropout_rate=0.0, attention_dropout_rate=0.05,
   )  # fmt: skip
   params = init_params(config)
-  hub.save_gpt2(tmp_path, config, {"params": params}, eos_token_id=39)
+  gpt2.save_gpt2(tmp_path, config, {"params": params}, eos_token_id=39)
   hf_config = json.loads((tmp_path / "config.json").read_text())
   assert hf_config["eos_token_id"] == hf_config["bos_token_id"] == 39
   assert load_file(tmp_path / WEIGHTS)["lm_head.weight"].shape == (40, 8)
-  loaded_config, loaded = hub.load_gpt2(tmp_path)
+  loaded_config, loaded = gpt2.load_gpt2(tmp_path)
   assert loaded_config == config
   flat, flat_loaded = (traverse_util.flatten_dict(p, sep="/") for p in (params, loaded))
   assert set(flat) == set(flat_loaded)
@@ -326,14 +289,14 @@ def test_untied_model_round_trips_through_export(tmp_path):
 
 def test_exported_eos_defaults_to_gpt2s_only_when_the_vocab_has_it():
   config = GPTConfig(vocab_size=8, max_len=4, num_layers=1, num_heads=1, d_model=4, d_ff=8)
-  assert hub.gpt2_config_to_hf(config)["eos_token_id"] is None
-  assert hub.gpt2_config_to_hf(config.replace(vocab_size=50257))["eos_token_id"] == 50256
+  assert gpt2.gpt2_config_to_hf(config)["eos_token_id"] is None
+  assert gpt2.gpt2_config_to_hf(config.replace(vocab_size=50257))["eos_token_id"] == 50256
 
 
 def test_post_ln_gpt_cannot_be_exported():
   config = GPTConfig(vocab_size=8, max_len=4, num_layers=1, num_heads=1, d_model=4, d_ff=8)
   with pytest.raises(ValueError, match="pre-LN"):
-    hub.gpt2_config_to_hf(config.replace(pre_norm=False))
+    gpt2.gpt2_config_to_hf(config.replace(pre_norm=False))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,11 +325,11 @@ def test_greedy_generation_on_imported_model_matches_full_forward_argmax(importe
 def test_a_scanned_config_imports_stacked_layers_and_exports_the_same_tensors(golden, imported):
   config, params = imported
   scanned = config.replace(scan_layers=True)
-  tensors = hub.read_safetensors(GOLDEN)
-  stacked = hub.gpt2_params_from_hf(scanned, tensors)
+  tensors = files.read_safetensors(GOLDEN)
+  stacked = gpt2.gpt2_params_from_hf(scanned, tensors)
   assert stacked["layers"]["mlp"]["hidden"]["kernel"].shape[0] == config.num_layers
   logits = jax.jit(GPT(scanned).apply)({"params": stacked}, jnp.asarray(golden["input_ids"]))
   np.testing.assert_allclose(logits, golden["logits"], atol=1e-4)
-  exported = hub.gpt2_params_to_hf(scanned, stacked)
-  for name, array in hub.gpt2_params_to_hf(config, params).items():
+  exported = gpt2.gpt2_params_to_hf(scanned, stacked)
+  for name, array in gpt2.gpt2_params_to_hf(config, params).items():
     np.testing.assert_array_equal(exported[name], array)
