@@ -15,7 +15,7 @@ from tests.nn import numpy_reference as ref
 from tfjax import decoding
 from tfjax.models.config import count_params
 from tfjax.models.gpt import GPT, GPTConfig, GPTModel
-from tfjax.models.layout import stack_layers
+from tfjax.nn.stack import stack_layers
 
 TINY = GPTConfig(
   vocab_size=11,

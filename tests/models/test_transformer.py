@@ -9,7 +9,7 @@ import pytest
 
 from tests.nn import numpy_reference as ref
 from tfjax.models.config import count_params
-from tfjax.models.layout import stack_layers
+from tfjax.nn.stack import stack_layers
 from tfjax.models.transformer import Transformer, TransformerConfig
 
 CONFIG = TransformerConfig(

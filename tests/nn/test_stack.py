@@ -1,4 +1,5 @@
-"""Tests for tfjax.nn.stack, the one layer stack of GPT, BERT and the Transformer.
+"""Tests for tfjax.nn.stack, the one layer stack of GPT, BERT and the Transformer, and its two
+parameter layouts (unrolled `layer_{i}` and scanned `layers`).
 
 The reference for a scanned or rematerialised model is the same model as a plain Python loop
 over `layer_{i}` without remat, itself tested against numpy in tests/models/.
@@ -13,15 +14,15 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from tests.nn import numpy_reference as ref
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertModel, attention_weights
 from tfjax.models.config import count_params
 from tfjax.models.gpt import GPT, GPTConfig
-from tfjax.models.layout import stack_layers, unstack_layers
 from tfjax.models.transformer import Transformer, TransformerConfig
-from tfjax.nn.stack import REMAT_POLICIES, apply_layers
+from tfjax.nn.stack import REMAT_POLICIES, apply_layers, stack_layers, unstack_layers
 
 # Residual dropout off (short compiles), attention dropout on: remat must replay its masks.
 SIZES = dict(num_layers=3, num_heads=2, d_model=8, d_ff=16, dropout_rate=0.0)
@@ -202,3 +203,90 @@ def test_bert_hidden_states_and_attention_weights_are_the_same_scanned():
   weights, scanned_weights = attention_weights(sown), attention_weights(scanned_sown)
   assert len(scanned_weights) == config.num_layers
   chex.assert_trees_all_close(scanned_weights, weights, rtol=1e-5, atol=1e-6)
+
+
+# --- the two parameter layouts, on GPT's parameters (the reference: the model's own init) ---
+
+GPT_TINY = GPTConfig(
+  vocab_size=11,
+  max_len=8,
+  num_layers=3,
+  num_heads=2,
+  d_model=8,
+  d_ff=16,
+  dropout_rate=0.0,
+  attention_dropout_rate=0.0,
+)
+GPT_SCANNED = GPT_TINY.replace(scan_layers=True)
+
+
+def _gpt_tokens(shape, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).integers(0, GPT_TINY.vocab_size, shape), jnp.int32)
+
+
+@functools.cache
+def _gpt_params(config: GPTConfig) -> dict:
+  """Unscanned random `params` (numpy draws, every parameter off its init value)."""
+  config = config.replace(scan_layers=False)
+  return ref.random_params(GPT(config), _gpt_tokens((1, config.max_len)))["params"]
+
+
+def _gpt_shapes(config: GPTConfig) -> dict:
+  tokens = jax.ShapeDtypeStruct((1, config.max_len), jnp.int32)
+  return jax.eval_shape(GPT(config).init, jax.random.key(0), tokens)
+
+
+def test_stacked_params_have_the_scanned_models_structure_and_shapes():
+  stacked = stack_layers(_gpt_params(GPT_TINY), GPT_TINY.num_layers)
+  expected = _gpt_shapes(GPT_SCANNED)["params"]
+  chex.assert_trees_all_equal_shapes_and_dtypes(stacked, expected)
+  assert "layers" in stacked and not any(k.startswith("layer_") for k in stacked)
+  # Slice i of every stacked leaf is layer i.
+  for i in range(GPT_TINY.num_layers):
+    layer_i = jax.tree.map(lambda leaf, i=i: leaf[i], stacked["layers"])
+    chex.assert_trees_all_equal(layer_i, _gpt_params(GPT_TINY)[f"layer_{i}"])
+
+
+def test_stack_then_unstack_is_identity_both_ways():
+  params = _gpt_params(GPT_TINY)
+  chex.assert_trees_all_equal(unstack_layers(stack_layers(params, GPT_TINY.num_layers)), params)
+  scanned = ref.random_params(GPT(GPT_SCANNED), _gpt_tokens((1, 8)))
+  round_trip = stack_layers(unstack_layers(scanned), GPT_SCANNED.num_layers)
+  chex.assert_trees_all_equal(round_trip, scanned)  # a {"params": ...} variables dict too
+
+
+def test_layout_conversion_applies_to_optimizer_state_that_mirrors_params():
+  params = _gpt_params(GPT_TINY)
+  optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
+  state = optimizer.init(params)
+  grads = jax.tree.map(lambda p: 0.1 * p, params)
+  update = jax.jit(optimizer.update)
+  _, state = update(grads, state, params)  # mu and nu no longer zero
+  stacked_params = stack_layers(params, GPT_TINY.num_layers)
+  stacked = stack_layers(state, GPT_TINY.num_layers)
+  # The converted state is what the optimizer keeps for the scanned parameters ...
+  chex.assert_trees_all_equal_structs(stacked, optimizer.init(stacked_params))
+  _, direct = update(
+    stack_layers(grads, GPT_TINY.num_layers), optimizer.init(stacked_params), stacked_params
+  )
+  chex.assert_trees_all_close(stacked, direct, rtol=1e-6, atol=0)
+  # ... and converts back exactly.
+  chex.assert_trees_all_equal(unstack_layers(stacked), state)
+
+
+def test_layout_conversion_of_abstract_shapes():
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), _gpt_params(GPT_TINY))
+  stacked = stack_layers(abstract, GPT_TINY.num_layers)
+  chex.assert_trees_all_equal_shapes_and_dtypes(stacked, _gpt_shapes(GPT_SCANNED)["params"])
+  assert jax.tree.map(lambda x: (x.shape, x.dtype), unstack_layers(stacked)) == jax.tree.map(
+    lambda x: (x.shape, x.dtype), abstract
+  )
+
+
+def test_stack_with_the_wrong_number_of_layers_is_a_clear_error():
+  with pytest.raises(
+    ValueError, match=r"expected layer keys layer_0 \.\.\. layer_3 .*num_layers=4"
+  ):
+    stack_layers(_gpt_params(GPT_TINY), 4)
+  with pytest.raises(ValueError, match="both 'layers' and layer_i keys"):
+    unstack_layers({"layers": {"w": np.zeros((2, 3))}, "layer_0": {"w": np.zeros(3)}})

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from tfjax.models.layout import stack_layers, unstack_layers
+from tfjax.nn.stack import stack_layers, unstack_layers
 
 Params = dict[str, Any]
 

@@ -10,7 +10,7 @@ parameter names (the body shares the LM's scope), so one checkpoint serves eithe
 
 The layers are those of `tfjax.nn.stack.apply_layers`: `num_layers` submodules `layer_{i}`, or
 (`scan_layers=True`) one `nn.scan` over a submodule `layers` whose parameters (and KV cache)
-have a leading [num_layers] axis. `tfjax.models.layout.stack_layers` / `unstack_layers`
+have a leading [num_layers] axis. `tfjax.nn.stack.stack_layers` / `unstack_layers`
 convert between the two layouts.
 """
 
