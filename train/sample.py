@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
-from tfjax import decoding
 from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.inference import sampling
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint
 from train.cli import one_line_errors
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
     abstract = jax.eval_shape(GPT(model_config).init, jax.random.PRNGKey(0), tokens)["params"]
     params = checkpoint.restore_params(workdir, abstract)
 
-    texts = decoding.complete_texts(
+    texts = sampling.complete_texts(
       model_config,
       params,
       tokenizer,

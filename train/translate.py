@@ -19,8 +19,8 @@ def translate(config, workdir: str, sentences: list[str], beam_size: int | None)
   import jax
   import jax.numpy as jnp
 
-  from tfjax import translation
   from tfjax.data.tokenizer import SentencePieceTokenizer
+  from tfjax.inference import seq2seq
   from tfjax.models.transformer import Transformer, TransformerConfig
   from tfjax.training import checkpoint
 
@@ -41,7 +41,7 @@ def translate(config, workdir: str, sentences: list[str], beam_size: int | None)
     workdir, abstract["params"], config.decode.average_last
   )
   decode = config.decode
-  return translation.translate_texts(
+  return seq2seq.translate_texts(
     model_config,
     params,
     tokenizer,

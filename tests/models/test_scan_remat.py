@@ -15,7 +15,7 @@ import optax
 import pytest
 
 from tests.nn import numpy_reference as ref
-from tfjax import decoding
+from tfjax.inference import sampling
 from tfjax.models.config import REMAT_POLICIES
 from tfjax.models.gpt import GPT, GPTConfig, count_params
 from tfjax.models.layout import stack_layers, unstack_layers
@@ -222,7 +222,7 @@ def test_cached_decoding_with_scan_matches_full_forward():
   params = stack_layers(_params(config), config.num_layers)
   sequence = _tokens((2, 8), seed=2)
   full = GPT(config).apply({"params": params}, sequence)  # [b, 8, V]
-  cache = decoding.init_cache(config, 2, 8)
+  cache = sampling.init_cache(config, 2, 8)
   chex.assert_shape(cache["layers"]["self_attention"]["cached_key"], (3, 2, 8, 2, 4))
 
   @jax.jit
@@ -245,8 +245,8 @@ def test_generate_with_scanned_layers_equals_generate_unscanned():
   params = ref.random_params(GPT(config), _tokens((1, 16)))["params"]
   prompts = [[3, 1, 4], [1, 5, 9, 2, 6]]
   kwargs = dict(max_new_tokens=8, temperature=0.0)
-  loop = decoding.generate(config, params, prompts, **kwargs)
-  scanned = decoding.generate(
+  loop = sampling.generate(config, params, prompts, **kwargs)
+  scanned = sampling.generate(
     config.replace(scan_layers=True), stack_layers(params, config.num_layers), prompts, **kwargs
   )
-  assert decoding.generated_tokens(scanned) == decoding.generated_tokens(loop)
+  assert sampling.generated_tokens(scanned) == sampling.generated_tokens(loop)

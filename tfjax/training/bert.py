@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax import bert_hub, pipelines
+from tfjax import bert_hub
 from tfjax.data import bert_tokenizer, classification, pretraining
+from tfjax.inference import pipelines
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification
 from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax import beam_search
+from tfjax.inference import search
 from tfjax.models.transformer import Transformer, TransformerConfig
 
 Array = jax.Array
@@ -75,19 +75,19 @@ def _translate_fn(
       return logits[:, 0], mutated["cache"]  # [n, V]
 
     cache = init_cache(config, batch_size, source_len, max_decode_len)
-    search = dict(batch_size=batch_size, max_len=max_decode_len, bos_id=bos_id, eos_id=eos_id)
+    common = dict(batch_size=batch_size, max_len=max_decode_len, bos_id=bos_id, eos_id=eos_id)
     if beam_size == 0:
-      return beam_search.greedy_search(
-        step_fn, cache, (encoded, inputs), max_lengths=max_lengths, **search
+      return search.greedy_search(
+        step_fn, cache, (encoded, inputs), max_lengths=max_lengths, **common
       )
-    sequences, _ = beam_search.beam_search(
+    sequences, _ = search.beam_search(
       step_fn,
       cache,
       (encoded, inputs),
       beam_size=beam_size,
       alpha=alpha,
       max_lengths=max_lengths,
-      **search,
+      **common,
     )
     return sequences[:, 0]  # the best beam
 

@@ -17,15 +17,16 @@ import pytest
 
 from tfjax import bert_hub
 from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
+from tfjax.inference.pipelines import encode_texts, features, fill_mask
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertModel
-from tfjax.pipelines import encode_texts, features, fill_mask
 
 CONFIG = BertConfig(
   vocab_size=30522, max_len=64, num_layers=2, num_heads=2, d_model=32, d_ff=64, init_std=1.0
 )
 TOP_K = 4
 ATOL = 1e-5
-GOLDEN_MINILM = Path(__file__).resolve().parent / "golden" / "bert_tiny" / "minilm_sentences.npz"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+GOLDEN_MINILM = GOLDEN / "bert_tiny" / "minilm_sentences.npz"
 
 # Texts and their tokens, written out by hand: the reference never calls the tokenizer.
 TEXTS = {
