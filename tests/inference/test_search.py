@@ -321,3 +321,33 @@ def test_beam_size_one_drops_a_runner_up_eos_and_stops_at_the_top_eos():
   np.testing.assert_array_equal(sequences, [[[a_token, EOS, 0, 0]], [[EOS, 0, 0, 0]]])
   np.testing.assert_allclose(scores, np.log([[0.5 * 0.6], [0.6]]), rtol=1e-5)
   assert steps == [0, 1]
+
+
+def test_decode_loop_counts_lengths_and_tells_eos_from_the_limit():
+  """decode_loop with the greedy strategy is greedy_search; `lengths` counts each row's tokens
+  (EOS included) and `finished` is True only where the row emitted EOS, not at its limit."""
+  vocab_size, max_len = 6, 8
+  model = ToyModel(vocab_size, max_len, seed=1, eos_near_top=True)
+  seeds, limits = [3, 4, 9, 12, 13, 21], jnp.array([8, 5, 1, 8, 3, 8])
+  cache, context = model.initial(seeds)
+  common = dict(max_len=max_len, eos_id=EOS, max_lengths=limits)
+  decoded = jax.jit(
+    lambda cache, context: search.decode_loop(
+      model.step_fn,
+      cache,
+      context,
+      choose=search.greedy,
+      last=jnp.full((6,), BOS, jnp.int32),
+      positions=jnp.zeros((6,), jnp.int32),
+      **common,
+    )
+  )(cache, context)
+  greedy_out = search.greedy_search(
+    model.step_fn, cache, context, batch_size=6, bos_id=BOS, **common
+  )
+  np.testing.assert_array_equal(decoded.sequences, greedy_out)
+  for b in range(6):
+    expected, _ = _reference_greedy(model, seeds[b], np.asarray(context["bias"][b]), limits[b])
+    assert int(decoded.lengths[b]) == len(expected)
+    assert bool(decoded.finished[b]) == (expected[-1] == EOS)
+  assert not np.all(decoded.finished) and np.any(decoded.finished)

@@ -39,8 +39,7 @@ def init_cache(config: TransformerConfig, batch_size: int, source_len: int, leng
   model = Transformer(config.replace(decode=True))
   source = jax.ShapeDtypeStruct((batch_size, source_len), jnp.int32)
   target = jax.ShapeDtypeStruct((batch_size, length), jnp.int32)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), source, target)["cache"]
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  return search.zeros_cache(model.init, source, target)
 
 
 @functools.lru_cache(maxsize=32)
