@@ -10,7 +10,7 @@ not retrace."""
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import flax.struct
 import jax
@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tfjax.inference import search
+from tfjax.inference.tokenizer import TextTokenizer
 from tfjax.models.gpt import GPT, GPTConfig
 
 Array = jax.Array
@@ -338,16 +339,6 @@ def _generate(
     prompt_lengths=prompt_lengths,
     finished=decoded.finished,
   )
-
-
-class TextTokenizer(Protocol):
-  """What `complete_texts` needs of a tokenizer (sentencepiece's and GPT-2's wrappers fit)."""
-
-  eos_id: int
-
-  def encode(self, text: str) -> list[int]: ...
-
-  def decode(self, ids: Sequence[int]) -> str: ...
 
 
 def complete_texts(

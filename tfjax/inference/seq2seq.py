@@ -8,7 +8,7 @@ multiple of 16, so a test set compiles a handful of shapes, each once (cached pe
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -16,19 +16,11 @@ import numpy as np
 from absl import logging
 
 from tfjax.inference import search
+from tfjax.inference.tokenizer import Seq2SeqTokenizer
 from tfjax.models.transformer import Transformer, TransformerConfig
 
 Array = jax.Array
 _LENGTH_BUCKET = 16
-
-
-class TextTokenizer(Protocol):
-  bos_id: int
-  eos_id: int
-
-  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
-
-  def decode(self, ids: Sequence[int]) -> str: ...
 
 
 def init_cache(config: TransformerConfig, batch_size: int, source_len: int, length: int) -> Any:
@@ -159,7 +151,7 @@ def translate_ids(
 def translate_texts(
   config: TransformerConfig,
   params: Any,
-  tokenizer: TextTokenizer,
+  tokenizer: Seq2SeqTokenizer,
   texts: Sequence[str],
   *,
   truncate: bool = True,
