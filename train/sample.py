@@ -1,23 +1,17 @@
-r"""Generates text from the latest checkpoint of a training workdir.
+r"""Generates text from the latest checkpoint of a training workdir (or an HF GPT-2 directory).
 
 python -m train.sample --workdir=workdir/gpt_tiny --prompt="The river" --prompt="In 1066,"
 python -m train.sample --workdir=workdir/gpt_tiny --prompt="Paris is" --temperature=0
 """
 
-import json
-import os
-
-import jax
-import jax.numpy as jnp
 from absl import app, flags, logging
 
-from tfjax import decoding
-from tfjax.data.tokenizer import SentencePieceTokenizer
-from tfjax.models.gpt import GPT, GPTConfig
-from tfjax.training import checkpoint
+from tfjax.inference import load, sampling
 from train.cli import one_line_errors
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A train/gpt.py workdir.")
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "A train/gpt.py workdir, or an HF GPT-2 directory (with its vocab files)."
+)
 _PROMPTS = flags.DEFINE_multi_string("prompt", ["The"], "Prompt(s) to continue.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens to generate per prompt.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "0 means greedy.")
@@ -32,20 +26,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  workdir = _WORKDIR.value
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise app.UsageError(f"{config_path} not found; is {workdir} a train/gpt.py workdir?")
   with one_line_errors():
-    with open(config_path) as f:
-      model_config = GPTConfig.from_config(json.load(f)["model"])
-    tokenizer = SentencePieceTokenizer.load(os.path.join(workdir, "tokenizer.model"))
-
-    tokens = jax.ShapeDtypeStruct((1, model_config.max_len), jnp.int32)
-    abstract = jax.eval_shape(GPT(model_config).init, jax.random.PRNGKey(0), tokens)["params"]
-    params = checkpoint.restore_params(workdir, abstract)
-
-    texts = decoding.complete_texts(
+    model_config, params, tokenizer = load.load(_WORKDIR.value, "gpt")
+    texts = sampling.complete_texts(
       model_config,
       params,
       tokenizer,

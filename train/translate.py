@@ -6,7 +6,6 @@ python -m train.translate --config=configs/transformer_tiny.py --workdir=workdir
     "Open the selected file in a new window." "The printer is out of paper."
 """
 
-import os
 import sys
 
 from absl import app, flags, logging
@@ -16,32 +15,19 @@ from train.cli import one_line_errors, parse_flags
 
 def translate(config, workdir: str, sentences: list[str], beam_size: int | None) -> list[str]:
   """Translates `sentences` with the averaged checkpoints of `workdir` (as the test split is)."""
-  import jax
-  import jax.numpy as jnp
+  from tfjax.inference import load, seq2seq
 
-  from tfjax import translation
-  from tfjax.data.tokenizer import SentencePieceTokenizer
-  from tfjax.models.transformer import Transformer, TransformerConfig
-  from tfjax.training import checkpoint
-
-  model_config = TransformerConfig.from_config(config.model)
-  path = os.path.join(workdir, "tokenizer.model")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no {path}: train a model in {workdir} first (without sentences)")
-  tokenizer = SentencePieceTokenizer.load(path)
-  if tokenizer.vocab_size != model_config.vocab_size:
+  model_config, params, tokenizer = load.load(
+    workdir, "transformer", average_last=config.decode.average_last
+  )
+  if tokenizer.vocab_size != config.model.vocab_size:
     raise ValueError(
-      f"{path} has {tokenizer.vocab_size} tokens but model.vocab_size is "
-      f"{model_config.vocab_size}: the checkpoint is of another vocabulary; pass the config "
+      f"{workdir}'s tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size is "
+      f"{config.model.vocab_size}: the checkpoint is of another vocabulary; pass the config "
       "it was trained with"
     )
-  dummy = jax.ShapeDtypeStruct((1, 8), jnp.int32)
-  abstract = jax.eval_shape(Transformer(model_config).init, jax.random.key(0), dummy, dummy)
-  params, _ = checkpoint.average_checkpoints(
-    workdir, abstract["params"], config.decode.average_last
-  )
   decode = config.decode
-  return translation.translate_texts(
+  return seq2seq.translate_texts(
     model_config,
     params,
     tokenizer,

@@ -304,9 +304,11 @@ def test_post_ln_gpt_cannot_be_exported():
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tfjax.decoding") is None, reason="no tfjax.decoding")
+@pytest.mark.skipif(
+  importlib.util.find_spec("tfjax.inference.sampling") is None, reason="no tfjax.inference.sampling"
+)
 def test_greedy_generation_on_imported_model_matches_full_forward_argmax(imported, golden):
-  from tfjax.decoding import generate
+  from tfjax.inference.sampling import generate
 
   config, params = imported
   prompt = golden["input_ids"][0, :5].tolist()

@@ -12,7 +12,7 @@ import pytest
 
 from configs import gpt_tiny
 from tests.nn import numpy_reference as ref
-from tfjax import decoding
+from tfjax.inference import sampling
 from tfjax.models.config import count_params
 from tfjax.models.gpt import GPT, GPTConfig, GPTModel
 from tfjax.nn.stack import stack_layers
@@ -328,7 +328,7 @@ def test_cached_decoding_with_scan_matches_full_forward():
   params = stack_layers(_params(config.replace(scan_layers=False))["params"], config.num_layers)
   sequence = _tokens((2, 8), seed=2)
   full = GPT(config).apply({"params": params}, sequence)  # [b, 8, V]
-  cache = decoding.init_cache(config, 2, 8)
+  cache = sampling.init_cache(config, 2, 8)
   chex.assert_shape(cache["layers"]["self_attention"]["cached_key"], (3, 2, 8, 2, 4))
 
   @jax.jit
@@ -351,8 +351,8 @@ def test_generate_with_scanned_layers_equals_generate_unscanned():
   params = ref.random_params(GPT(config), _tokens((1, 16)))["params"]
   prompts = [[3, 1, 4], [1, 5, 9, 2, 6]]
   kwargs = dict(max_new_tokens=8, temperature=0.0)
-  loop = decoding.generate(config, params, prompts, **kwargs)
-  scanned = decoding.generate(
+  loop = sampling.generate(config, params, prompts, **kwargs)
+  scanned = sampling.generate(
     config.replace(scan_layers=True), stack_layers(params, config.num_layers), prompts, **kwargs
   )
-  assert decoding.generated_tokens(scanned) == decoding.generated_tokens(loop)
+  assert sampling.generated_tokens(scanned) == sampling.generated_tokens(loop)

@@ -9,8 +9,8 @@ import pytest
 
 from tests.nn import numpy_reference as ref
 from tfjax.models.config import count_params
-from tfjax.nn.stack import stack_layers
 from tfjax.models.transformer import Transformer, TransformerConfig
+from tfjax.nn.stack import stack_layers
 
 CONFIG = TransformerConfig(
   vocab_size=23,

@@ -14,9 +14,9 @@ from etils import epath
 from configs import transformer_tiny
 from tests.conftest import apply_overrides
 from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.inference.seq2seq import translate_texts
 from tfjax.models.transformer import TransformerConfig
 from tfjax.training import checkpoint, metrics, trainer, translation
-from tfjax.translation import translate_texts
 
 WORDS = "open save close the file window printer new old page text color image folder".split()
 CIPHER = {w: w[::-1].upper() + "x" for w in WORDS}  # a made-up language, word for word

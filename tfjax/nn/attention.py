@@ -173,7 +173,7 @@ class MultiHeadAttention(nn.Module):
     if not self.has_variable("cache", "cached_key"):
       raise ValueError(
         "decode=True needs the key/value cache: apply with {'params': ..., 'cache': ...} and "
-        "mutable=['cache'] (tfjax.decoding.init_cache builds one)"
+        "mutable=['cache'] (tfjax.inference.sampling.init_cache builds one)"
       )
     if positions is None:
       raise ValueError("decoding with a cache needs the absolute `positions` of the tokens")

@@ -13,11 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax import pipelines
 from tfjax.data import bert_tokenizer, classification, pretraining
-from tfjax.hub import bert as bert_hub
+from tfjax.inference import load, pipelines
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification
-from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task, TaskData
@@ -214,40 +212,6 @@ _ARCHITECTURE = tuple(
 )
 
 
-def _pretrained_source(path: str) -> tuple[str, BertConfig]:
-  """("tfjax" | "hf", architecture) of a pre-trained BERT: a tfjax workdir or an HF directory."""
-  root = pathlib.Path(path)
-  config_file = root / "config.json"
-  if not config_file.is_file():
-    raise FileNotFoundError(
-      f"init.checkpoint={path!r} has no config.json; give a tfjax pre-training workdir "
-      "(python -m train.bert) or an HF BERT directory (config.json + model.safetensors)"
-    )
-  saved = json.loads(config_file.read_text())
-  if (root / "checkpoints").is_dir():
-    if saved.get("task") != "bert_pretraining":
-      raise ValueError(
-        f"init.checkpoint={path!r} is a workdir of task {saved.get('task', 'lm')!r}, not a BERT "
-        "pre-training run; give a workdir of python -m train.bert"
-      )
-    return "tfjax", BertConfig.from_config(saved["model"])
-  return "hf", bert_hub.bert_config_from_hf(saved)
-
-
-def load_pretrained(path: str, head: str | None = None) -> tuple[BertConfig, Any]:
-  """(config, params) of a pre-trained BERT: the latest checkpoint of a `python -m train.bert`
-  pre-training workdir (BertForPreTraining params), or an HF BERT directory (`head` as in
-  `tfjax.hub.bert.load_bert`; "model" takes the encoder alone). Its tokenizer:
-  `tfjax.data.bert_tokenizer.load_bert_tokenizer(path)`."""
-  source, config = _pretrained_source(path)
-  if source == "hf":
-    config, params, _ = bert_hub.load_bert(path, head=head)
-    return config, params
-  tokens = jnp.zeros((1, 1), jnp.int32)
-  init = lambda: BertForPreTraining(config).init(jax.random.key(0), tokens)["params"]
-  return config, checkpoint.restore_params(path, jax.eval_shape(init))
-
-
 class FineTuningTask(Task):
   """What every fine-tuning task shares: it starts from `init.checkpoint` (a pre-training
   workdir or an HF BERT directory), whose architecture and tokenizer it takes, or from scratch
@@ -299,7 +263,7 @@ class FineTuningTask(Task):
       tokenizer_source = workdir
     else:
       if init.checkpoint:
-        self._adopt_architecture(_pretrained_source(init.checkpoint)[1], init.checkpoint)
+        self._adopt_architecture(load.read_config(init.checkpoint, "bert")[1], init.checkpoint)
       tokenizer_source = data_cfg.tokenizer or init.checkpoint
     self.tokenizer = bert_tokenizer.load_bert_tokenizer(tokenizer_source)
     if self.tokenizer.vocab_size > self.model_config.vocab_size:
@@ -338,8 +302,7 @@ class FineTuningTask(Task):
     init = self.config.init
     if not init.load_weights:
       return params
-    _, pretrained = load_pretrained(init.checkpoint, head="model")
-    encoder = pretrained.get("bert", pretrained)  # a pre-training workdir holds its heads too
+    encoder = load.load(init.checkpoint, "bert", head="model", tokenizer=False).params
     expected = jax.tree.map(lambda x: (x.shape, x.dtype), params["bert"])
     got = jax.tree.map(lambda x: (x.shape, x.dtype), encoder)
     if expected != got:

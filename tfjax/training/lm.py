@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tfjax import decoding
 from tfjax.data import lm as lm_data
+from tfjax.inference import sampling
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, cross_entropy_loss
@@ -112,7 +112,7 @@ class LanguageModelTask(Task):
       self._train_tokens, eval_targets, self.model_config.vocab_size
     )
     sample_cfg = self.config.sample
-    samples = decoding.complete_texts(
+    samples = sampling.complete_texts(
       self.model_config,
       params,
       self._data.tokenizer,

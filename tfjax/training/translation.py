@@ -14,9 +14,9 @@ import sacrebleu
 from absl import logging
 from jax.experimental import multihost_utils
 
-from tfjax import translation
 from tfjax.data import tokenizer as tokenizer_lib
 from tfjax.data import translation as translation_data
+from tfjax.inference import seq2seq
 from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token
@@ -197,10 +197,10 @@ class TranslationTask(Task):
       extra_len=decode.extra_len,
       batch_size=decode.batch_size,
     )
-    greedy = translation.translate_texts(
+    greedy = seq2seq.translate_texts(
       self.model_config, params, tokenizer, sources, beam_size=0, **common
     )
-    beam = translation.translate_texts(
+    beam = seq2seq.translate_texts(
       self.model_config, params, tokenizer, sources, beam_size=decode.beam_size, **common
     )
     scored = {

@@ -1,4 +1,4 @@
-"""tfjax.translation end to end: a tiny Transformer trained to reverse sequences is decoded
+"""tfjax.inference.seq2seq end to end: a tiny Transformer trained to reverse sequences is decoded
 perfectly by greedy and beam search; batching, limits and bad input."""
 
 import functools
@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from tfjax import translation
+from tfjax.inference import seq2seq
 from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.training.translation import label_smoothed_loss
 
@@ -61,7 +61,7 @@ def test_greedy_and_beam_search_reverse_every_sequence(reverser):
   rng = np.random.default_rng(1)
   sources = [list(rng.choice(SYMBOLS, size=n)) for n in rng.integers(1, 9, size=40)]
   decode = functools.partial(
-    translation.translate_ids, CONFIG, reverser, sources, bos_id=BOS, eos_id=EOS, batch_size=16
+    seq2seq.translate_ids, CONFIG, reverser, sources, bos_id=BOS, eos_id=EOS, batch_size=16
   )
   expected = [s[::-1] for s in sources]
   assert decode(beam_size=0) == expected
@@ -73,7 +73,7 @@ def test_output_limit_is_source_length_plus_one_plus_extra_len(reverser, caplog)
   its EOS just fit; a limit one shorter would cut the EOS off (and count the output)."""
   sources = [[4, 5, 6]]
   for beam_size in (0, 4):
-    out = translation.translate_ids(
+    out = seq2seq.translate_ids(
       CONFIG, reverser, sources, bos_id=BOS, eos_id=EOS, beam_size=beam_size, extra_len=0
     )
     assert out == [[6, 5, 4]]
@@ -83,9 +83,9 @@ def test_output_limit_is_source_length_plus_one_plus_extra_len(reverser, caplog)
 def test_bad_sources_are_clear_errors(reverser):
   common = dict(bos_id=BOS, eos_id=EOS)
   with pytest.raises(ValueError, match="source 1 is empty"):
-    translation.translate_ids(CONFIG, reverser, [[4], []], **common)
+    seq2seq.translate_ids(CONFIG, reverser, [[4], []], **common)
   with pytest.raises(ValueError, match="more than model.max_len - 1 = 11"):
-    translation.translate_ids(CONFIG, reverser, [[4] * 12], **common)
+    seq2seq.translate_ids(CONFIG, reverser, [[4] * 12], **common)
 
 
 class CharTokenizer:
@@ -102,18 +102,18 @@ class CharTokenizer:
 
 def test_translate_texts_truncates_with_a_count_or_refuses(reverser, caplog, monkeypatch):
   tokenizer = CharTokenizer()
-  assert translation.translate_texts(CONFIG, reverser, tokenizer, ["abc"], beam_size=0) == ["cba"]
+  assert seq2seq.translate_texts(CONFIG, reverser, tokenizer, ["abc"], beam_size=0) == ["cba"]
   long = "abcdefghijabc"  # 13 tokens, the model takes 11
   with pytest.raises(ValueError, match=r"sentences \[2\] are longer than the model's 11"):
-    translation.translate_texts(CONFIG, reverser, tokenizer, ["ab", long], truncate=False)
+    seq2seq.translate_texts(CONFIG, reverser, tokenizer, ["ab", long], truncate=False)
   decoded = []
   monkeypatch.setattr(
-    translation,
+    seq2seq,
     "translate_ids",
     lambda config, params, sources, **kw: decoded.extend(sources) or [[4]] * len(sources),
   )
-  assert translation.translate_texts(CONFIG, reverser, tokenizer, [long]) == ["a"]
+  assert seq2seq.translate_texts(CONFIG, reverser, tokenizer, [long]) == ["a"]
   assert decoded == [tokenizer.encode_batch([long])[0][:11]]
   assert "Truncated 1 sentences to 11 tokens" in caplog.text
   with pytest.raises(ValueError, match="sentence 2 is empty"):
-    translation.translate_texts(CONFIG, reverser, tokenizer, ["ab", "  "])
+    seq2seq.translate_texts(CONFIG, reverser, tokenizer, ["ab", "  "])

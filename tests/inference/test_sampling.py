@@ -1,4 +1,4 @@
-"""Tests for tfjax.decoding: sampling filters, cached decoding and `generate`."""
+"""Tests for tfjax.inference.sampling: sampling filters, cached decoding and `generate`."""
 
 import functools
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax import decoding
+from tfjax.inference import sampling
 from tfjax.models.gpt import GPT, GPTConfig
 
 TINY = GPTConfig(
@@ -89,7 +89,7 @@ def test_cached_decoding_matches_full_forward(pre_norm):
   step = _decode_fn(config)
   sequence = np.random.default_rng(0).integers(0, config.vocab_size, 12).tolist()
   prompt_len, cache_len = 4, 16
-  cache = decoding.init_cache(config, 1, cache_len)
+  cache = sampling.init_cache(config, 1, cache_len)
 
   # Prefill: the prompt's logits at every position equal the full forward's.
   positions = jnp.arange(prompt_len)[None]
@@ -114,7 +114,7 @@ def test_cached_decoding_matches_full_forward_with_prompts_of_different_lengths(
   prompt_lengths = np.array([2, 6, 4])
   sequences = rng.integers(0, config.vocab_size, (3, 12))
   longest, new_tokens = prompt_lengths.max(), 5
-  cache = decoding.init_cache(config, 3, longest + new_tokens)
+  cache = sampling.init_cache(config, 3, longest + new_tokens)
 
   # Prefill of right-padded prompts; padding positions hold junk the rows never see.
   padded = np.where(np.arange(longest) < prompt_lengths[:, None], sequences[:, :longest], 7)
@@ -155,32 +155,32 @@ def test_top_p_filter_matches_naive_nucleus():
   probs = np.array([0.05, 0.4, 0.1, 0.25, 0.02, 0.18])  # no cumulative sum lands on a tested p
   logits = jnp.log(jnp.asarray(probs, jnp.float32))[None]
   for p in (0.01, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.96, 0.99, 1.0):
-    kept = np.flatnonzero(np.isfinite(decoding.top_p_filter(logits, p)[0]))
+    kept = np.flatnonzero(np.isfinite(sampling.top_p_filter(logits, p)[0]))
     assert set(kept.tolist()) == _naive_nucleus(probs, p), p
   # Kept logits are unchanged; p=1.0 disables the filter; a traced p behaves the same.
-  filtered = decoding.top_p_filter(logits, 0.7)
+  filtered = sampling.top_p_filter(logits, 0.7)
   np.testing.assert_array_equal(filtered[0, [1, 3]], logits[0, [1, 3]])
-  np.testing.assert_array_equal(decoding.top_p_filter(logits, 1.0), logits)
-  traced = jax.jit(decoding.top_p_filter)(logits, jnp.float32(0.7))
+  np.testing.assert_array_equal(sampling.top_p_filter(logits, 1.0), logits)
+  traced = jax.jit(sampling.top_p_filter)(logits, jnp.float32(0.7))
   np.testing.assert_array_equal(traced, filtered)
 
 
 def test_top_k_filter_keeps_the_k_largest():
   logits = jax.random.normal(jax.random.key(0), (4, 50))
   for k in (1, 3, 10):
-    kept = np.isfinite(decoding.top_k_filter(logits, k))
+    kept = np.isfinite(sampling.top_k_filter(logits, k))
     top = np.argsort(-np.asarray(logits), axis=-1)[:, :k]
     assert kept.sum(-1).tolist() == [k] * 4
     assert np.take_along_axis(kept, top, axis=-1).all()
-  np.testing.assert_array_equal(decoding.top_k_filter(logits, 0), logits)
+  np.testing.assert_array_equal(sampling.top_k_filter(logits, 0), logits)
   with pytest.raises(ValueError, match="top_k"):
-    decoding.top_k_filter(logits, -1)
+    sampling.top_k_filter(logits, -1)
 
 
 def test_top_k_samples_are_among_the_k_largest():
   k = 5
   logits = jnp.broadcast_to(jax.random.normal(jax.random.key(1), (50,)) * 0.5, (2000, 50))
-  samples = np.asarray(decoding.sample_token(jax.random.key(2), logits, 1.0, top_k=k))
+  samples = np.asarray(sampling.sample_token(jax.random.key(2), logits, 1.0, top_k=k))
   top = set(np.argsort(-np.asarray(logits[0]))[:k].tolist())
   assert set(samples.tolist()) == top  # only the top k, and (with 2000 draws) all of them
 
@@ -188,7 +188,7 @@ def test_top_k_samples_are_among_the_k_largest():
 def test_top_p_samples_stay_in_the_nucleus():
   probs = np.array([0.05, 0.4, 0.1, 0.25, 0.02, 0.18])
   logits = jnp.broadcast_to(jnp.log(jnp.asarray(probs, jnp.float32)), (2000, 6))
-  samples = np.asarray(decoding.sample_token(jax.random.key(3), logits, 1.0, top_p=0.8))
+  samples = np.asarray(sampling.sample_token(jax.random.key(3), logits, 1.0, top_p=0.8))
   assert set(samples.tolist()) == _naive_nucleus(probs, 0.8) == {1, 3, 5}
 
 
@@ -196,18 +196,18 @@ def test_low_temperature_is_argmax():
   logits = jax.random.normal(jax.random.key(4), (64, 50))
   best = np.argmax(np.asarray(logits), axis=-1)
   key = jax.random.key(5)
-  np.testing.assert_array_equal(decoding.sample_token(key, logits, 0.0), best)
-  np.testing.assert_array_equal(decoding.sample_token(key, logits, 1e-4), best)
-  np.testing.assert_array_equal(decoding.sample_token(key, logits, greedy=True), best)
-  traced = jax.jit(decoding.sample_token)(key, logits, jnp.float32(0.0))  # no division by 0
+  np.testing.assert_array_equal(sampling.sample_token(key, logits, 0.0), best)
+  np.testing.assert_array_equal(sampling.sample_token(key, logits, 1e-4), best)
+  np.testing.assert_array_equal(sampling.sample_token(key, logits, greedy=True), best)
+  traced = jax.jit(sampling.sample_token)(key, logits, jnp.float32(0.0))  # no division by 0
   np.testing.assert_array_equal(traced, best)
 
 
 def test_same_seed_same_sample_different_seed_differs():
   flat = jnp.zeros((32, 50))
-  first = decoding.sample_token(jax.random.key(6), flat)
-  np.testing.assert_array_equal(first, decoding.sample_token(jax.random.key(6), flat))
-  assert not np.array_equal(first, decoding.sample_token(jax.random.key(7), flat))
+  first = sampling.sample_token(jax.random.key(6), flat)
+  np.testing.assert_array_equal(first, sampling.sample_token(jax.random.key(6), flat))
+  assert not np.array_equal(first, sampling.sample_token(jax.random.key(7), flat))
   assert len(set(np.asarray(first).tolist())) > 10  # a flat distribution really is sampled
 
 
@@ -221,14 +221,14 @@ PROMPTS = [[3, 14, 15], [9, 26, 5, 35, 8, 9, 7], [2, 7, 18, 28, 1]]
 def test_greedy_generate_matches_naive_reference_and_single_prompts():
   params = _params(TINY)
   new = 25  # longest prompt (7) + 25 = max_len: the whole position table is used
-  result = decoding.generate(
+  result = sampling.generate(
     TINY, params, PROMPTS, max_new_tokens=new, rng=jax.random.key(0), temperature=0.0
   )
   assert result.tokens.shape == (3, TINY.max_len)
   np.testing.assert_array_equal(result.lengths, [len(p) + new for p in PROMPTS])
   np.testing.assert_array_equal(result.prompt_lengths, [len(p) for p in PROMPTS])
   assert not np.any(result.finished)
-  generated = decoding.generated_tokens(result)
+  generated = sampling.generated_tokens(result)
   for i, prompt in enumerate(PROMPTS):
     assert generated[i] == _naive_greedy(TINY, prompt, new), i
     row = np.asarray(result.tokens[i])
@@ -236,8 +236,8 @@ def test_greedy_generate_matches_naive_reference_and_single_prompts():
     assert np.all(row[len(prompt) + new :] == 0)  # right-padded with pad_id
   # Each prompt alone gives its row of the batch (padding does not leak between rows).
   for i, prompt in enumerate(PROMPTS):
-    alone = decoding.generate(TINY, params, [prompt], max_new_tokens=new, temperature=0.0)
-    assert decoding.generated_tokens(alone) == [generated[i]]
+    alone = sampling.generate(TINY, params, [prompt], max_new_tokens=new, temperature=0.0)
+    assert sampling.generated_tokens(alone) == [generated[i]]
 
 
 def test_generate_stops_at_eos_and_pads():
@@ -247,7 +247,7 @@ def test_generate_stops_at_eos_and_pads():
   # EOS := the first token row 0 emits for the first time at step >= 2 (found by the reference).
   step = next(s for s in range(2, new) if reference[0][s] not in reference[0][:s])
   eos = reference[0][step]
-  result = decoding.generate(
+  result = sampling.generate(
     TINY,
     params,
     PROMPTS,
@@ -257,7 +257,7 @@ def test_generate_stops_at_eos_and_pads():
     eos_id=eos,
     pad_id=49,
   )
-  generated = decoding.generated_tokens(result)
+  generated = sampling.generated_tokens(result)
   for i, prompt in enumerate(PROMPTS):
     expected = _naive_greedy(TINY, prompt, new, eos_id=eos)
     stopped = expected[-1] == eos and len(expected) <= new
@@ -272,16 +272,16 @@ def test_generate_stops_at_eos_and_pads():
 
 def test_sampled_generate_is_reproducible_per_seed():
   params = _params(TINY)
-  run = lambda seed, **kw: decoding.generate(
+  run = lambda seed, **kw: sampling.generate(
     TINY, params, PROMPTS, max_new_tokens=10, rng=jax.random.key(seed), top_k=10, **kw
   )
   first = run(0, top_p=0.95, temperature=1.5)
   np.testing.assert_array_equal(first.tokens, run(0, top_p=0.95, temperature=1.5).tokens)
   assert not np.array_equal(first.tokens, run(1, top_p=0.95, temperature=1.5).tokens)
   # Another temperature or top_p reuses the compiled function (they are traced, not static).
-  before = decoding._generate._cache_size()
+  before = sampling._generate._cache_size()
   run(0, top_p=0.5, temperature=0.7)
-  assert decoding._generate._cache_size() == before
+  assert sampling._generate._cache_size() == before
 
 
 def test_generate_rejects_bad_requests():
@@ -290,15 +290,15 @@ def test_generate_rejects_bad_requests():
   with pytest.raises(
     ValueError, match=r"longest prompt \(7 tokens\).*max_new_tokens=26.*max_len=32"
   ):
-    decoding.generate(TINY, params, PROMPTS, max_new_tokens=26, rng=key)
+    sampling.generate(TINY, params, PROMPTS, max_new_tokens=26, rng=key)
   with pytest.raises(ValueError, match="empty"):
-    decoding.generate(TINY, params, [[1, 2], []], max_new_tokens=2, rng=key)
+    sampling.generate(TINY, params, [[1, 2], []], max_new_tokens=2, rng=key)
   with pytest.raises(ValueError, match="vocab_size"):
-    decoding.generate(TINY, params, [[1, 50]], max_new_tokens=2, rng=key)
+    sampling.generate(TINY, params, [[1, 50]], max_new_tokens=2, rng=key)
   with pytest.raises(ValueError, match="max_new_tokens"):
-    decoding.generate(TINY, params, [[1]], max_new_tokens=0, rng=key)
+    sampling.generate(TINY, params, [[1]], max_new_tokens=0, rng=key)
   with pytest.raises(ValueError, match="rng"):
-    decoding.generate(TINY, params, [[1]], max_new_tokens=2, temperature=1.0)
+    sampling.generate(TINY, params, [[1]], max_new_tokens=2, temperature=1.0)
 
 
 def test_generate_accepts_a_padded_array_with_lengths():
@@ -307,7 +307,7 @@ def test_generate_accepts_a_padded_array_with_lengths():
   for i, p in enumerate(PROMPTS):
     array[i, : len(p)] = p
   # Same shapes and mode as the greedy test above: this reuses its compiled function.
-  from_array = decoding.generate(TINY, params, array, [3, 7, 5], max_new_tokens=25, temperature=0)
-  from_lists = decoding.generate(TINY, params, PROMPTS, max_new_tokens=25, temperature=0)
+  from_array = sampling.generate(TINY, params, array, [3, 7, 5], max_new_tokens=25, temperature=0)
+  from_lists = sampling.generate(TINY, params, PROMPTS, max_new_tokens=25, temperature=0)
   np.testing.assert_array_equal(from_array.tokens, from_lists.tokens)
   np.testing.assert_array_equal(from_array.lengths, from_lists.lengths)

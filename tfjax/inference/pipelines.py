@@ -184,13 +184,18 @@ class Features:
     return (self.hidden_states * mask).sum(axis=1) / mask.sum(axis=1)
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
+@functools.partial(jax.jit, static_argnums=(0,), static_argnames=("return_attention",))
 def _encode(
-  config: BertConfig, params: Any, tokens: jax.Array, mask: jax.Array
-) -> tuple[BertOutput, jax.Array]:
-  """The encoder's outputs and every layer's attention weights [layers, b, h, q, k]."""
-  out, state = BertModel(config).apply(
-    {"params": params}, tokens, None, mask, return_hidden_states=True, mutable=["intermediates"]
+  config: BertConfig, params: Any, tokens: jax.Array, mask: jax.Array, *, return_attention: bool
+) -> tuple[BertOutput, jax.Array | None]:
+  """The encoder's outputs, and every layer's attention weights [layers, b, h, q, k] only with
+  `return_attention` (otherwise no intermediates are collected)."""
+  model = BertModel(config)
+  variables = {"params": params}
+  if not return_attention:
+    return model.apply(variables, tokens, None, mask, return_hidden_states=True), None
+  out, state = model.apply(
+    variables, tokens, None, mask, return_hidden_states=True, mutable=["intermediates"]
   )
   return out, jnp.stack(attention_weights(state))
 
@@ -213,7 +218,11 @@ def features(
   encoded = encode_texts(tokenizer, texts, config.max_len, truncate=truncate)
   out, weights = jax.device_get(
     _encode(
-      config, encoder_params, jnp.asarray(encoded.tokens), jnp.asarray(encoded.attention_mask)
+      config,
+      encoder_params,
+      jnp.asarray(encoded.tokens),
+      jnp.asarray(encoded.attention_mask),
+      return_attention=return_attention,
     )
   )
   states = np.stack(out.hidden_states)  # [layers + 1, b, t, d]
@@ -225,6 +234,4 @@ def features(
   if layer is not None:
     states = states[layer]
   states = np.where(encoded.attention_mask[..., None], states, 0.0)
-  return Features(
-    states, encoded.attention_mask, encoded.tokens, weights if return_attention else None
-  )
+  return Features(states, encoded.attention_mask, encoded.tokens, weights)

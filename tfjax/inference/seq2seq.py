@@ -8,27 +8,19 @@ multiple of 16, so a test set compiles a handful of shapes, each once (cached pe
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax import beam_search
+from tfjax.inference import search
+from tfjax.inference.tokenizer import Seq2SeqTokenizer
 from tfjax.models.transformer import Transformer, TransformerConfig
 
 Array = jax.Array
 _LENGTH_BUCKET = 16
-
-
-class TextTokenizer(Protocol):
-  bos_id: int
-  eos_id: int
-
-  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
-
-  def decode(self, ids: Sequence[int]) -> str: ...
 
 
 def init_cache(config: TransformerConfig, batch_size: int, source_len: int, length: int) -> Any:
@@ -39,8 +31,7 @@ def init_cache(config: TransformerConfig, batch_size: int, source_len: int, leng
   model = Transformer(config.replace(decode=True))
   source = jax.ShapeDtypeStruct((batch_size, source_len), jnp.int32)
   target = jax.ShapeDtypeStruct((batch_size, length), jnp.int32)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), source, target)["cache"]
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  return search.zeros_cache(model.init, source, target)
 
 
 @functools.lru_cache(maxsize=32)
@@ -75,19 +66,19 @@ def _translate_fn(
       return logits[:, 0], mutated["cache"]  # [n, V]
 
     cache = init_cache(config, batch_size, source_len, max_decode_len)
-    search = dict(batch_size=batch_size, max_len=max_decode_len, bos_id=bos_id, eos_id=eos_id)
+    common = dict(batch_size=batch_size, max_len=max_decode_len, bos_id=bos_id, eos_id=eos_id)
     if beam_size == 0:
-      return beam_search.greedy_search(
-        step_fn, cache, (encoded, inputs), max_lengths=max_lengths, **search
+      return search.greedy_search(
+        step_fn, cache, (encoded, inputs), max_lengths=max_lengths, **common
       )
-    sequences, _ = beam_search.beam_search(
+    sequences, _ = search.beam_search(
       step_fn,
       cache,
       (encoded, inputs),
       beam_size=beam_size,
       alpha=alpha,
       max_lengths=max_lengths,
-      **search,
+      **common,
     )
     return sequences[:, 0]  # the best beam
 
@@ -160,7 +151,7 @@ def translate_ids(
 def translate_texts(
   config: TransformerConfig,
   params: Any,
-  tokenizer: TextTokenizer,
+  tokenizer: Seq2SeqTokenizer,
   texts: Sequence[str],
   *,
   truncate: bool = True,

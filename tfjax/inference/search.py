@@ -2,16 +2,18 @@
 
 The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) ->
 (logits [n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or
-a test's toy function. Beam search keeps alive and finished hypotheses apart and ranks the top
-2 * beam candidates each step (as Flax's `examples/wmt/decode.py` and Tensor2Tensor do), but
-finishes and stops by fairseq's rules (`fairseq/sequence_generator.py`; also Hugging Face's
-`early_stopping=True`): an ending candidate is finished only if it ranks within the top beam of
-its step, and an example is done once beam hypotheses have finished. So beam_size=1 is exactly
-greedy decoding. Scores are normalised with the GNMT length penalty (Wu et al. 2016, §7, Eq. 14);
-the Transformer used beam 4, alpha 0.6 and a maximum output length of input length + 50
-(Vaswani et al. 2017, §6.1).
+a test's toy function. `decode_loop` emits one token per step, chosen by a strategy from the
+step's logits: `greedy` (argmax) here, temperature / top-k / top-p sampling in `sampling.py`; it
+is the library's one greedy decoder. Beam search keeps alive and finished hypotheses apart and
+ranks the top 2 * beam candidates each step (as Flax's `examples/wmt/decode.py` and
+Tensor2Tensor do), but finishes and stops by fairseq's rules (`fairseq/sequence_generator.py`;
+also Hugging Face's `early_stopping=True`): an ending candidate is finished only if it ranks
+within the top beam of its step, and an example is done once beam hypotheses have finished. So
+beam_size=1 is exactly greedy decoding. Scores are normalised with the GNMT length penalty (Wu
+et al. 2016, §7, Eq. 14); the Transformer used beam 4, alpha 0.6 and a maximum output length of
+input length + 50 (Vaswani et al. 2017, §6.1).
 
-Conventions shared by both searches:
+Conventions shared by `greedy_search` and `beam_search`:
 - decoding feeds `bos_id` at position 0; the token fed at step i is at position i;
 - output sequences exclude BOS, include the EOS token, and hold 0 (the pad id) after it;
 - `max_len` (static) is the number of output positions; `max_lengths` [batch] (optional) is a
@@ -23,6 +25,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -31,6 +34,15 @@ Array = jax.Array
 # step_fn(tokens [n, 1] int32, positions [n, 1] int32, cache, context)
 #   -> (logits [n, V] float32, new cache)
 StepFn = Callable[[Array, Array, Any, Any], tuple[Array, Any]]
+# choose(step int32, logits [n, V]) -> tokens [n] int32: a decoding strategy.
+ChooseFn = Callable[[Array, Array], Array]
+
+
+def zeros_cache(init: Callable[..., Any], *inputs: jax.ShapeDtypeStruct) -> Any:
+  """The all-zero "cache" collection of `init(rng, *inputs)` (a decoding model's `init`), built
+  from shapes alone (`jax.eval_shape`): no parameters are computed."""
+  shapes = jax.eval_shape(init, jax.random.key(0), *inputs)["cache"]
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
 def length_penalty(length: Array | int, alpha: float | Array) -> Array:
@@ -71,8 +83,88 @@ def _check_sizes(batch_size: int, max_len: int, beam_size: int = 1) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Greedy search.
+# One token per step: greedy search, and the loop that sampling shares.
 # ----------------------------------------------------------------------------------------------
+
+
+def greedy(step: Array, logits: Array) -> Array:
+  """The greedy strategy: the most likely token of each row of logits [n, V] -> [n]."""
+  del step  # the same choice at every step
+  return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+@flax.struct.dataclass
+class Decoded:
+  """Output of `decode_loop`.
+
+  sequences: [batch, max_len] int32, the chosen tokens (EOS included), pad_id after each end.
+  lengths: [batch] tokens emitted per row, EOS included.
+  finished: [batch] True where the row emitted eos_id (not where it reached its limit).
+  """
+
+  sequences: Array
+  lengths: Array
+  finished: Array
+
+
+def decode_loop(
+  step_fn: StepFn,
+  cache: Any,
+  context: Any,
+  *,
+  choose: ChooseFn,
+  last: Array,
+  positions: Array,
+  max_len: int,
+  eos_id: int | Array,
+  pad_id: int | Array = 0,
+  max_lengths: Array | None = None,
+  first_logits: Array | None = None,
+) -> Decoded:
+  """Emits up to `max_len` tokens per row, `choose(step, logits)` at each step; a row stops at its
+  EOS or its limit, the loop when all rows have.
+
+  Step i feeds each row's last token [batch] at `positions + i` ([batch]: the position of
+  `last`), so rows may start at different positions (prompts of different lengths). With
+  `first_logits` [batch, V] (the logits of `last`, e.g. from a prefill pass) step 0 chooses from
+  them and calls no step_fn. A finished row is fed pad_id; its outputs are discarded.
+  """
+  batch_size = last.shape[0]
+  limits = _limits(max_lengths, batch_size, max_len)
+
+  def advance(state: tuple, step: Array, logits: Array, cache: Any) -> tuple:
+    _, sequences, _, lengths, done, finished, _ = state
+    chosen = choose(step, logits)
+    token = jnp.where(done, pad_id, chosen)  # pad after the end
+    sequences = sequences.at[:, step].set(token)
+    finished = finished | (~done & (chosen == eos_id))
+    lengths = lengths + (~done).astype(jnp.int32)
+    done = done | (token == eos_id) | (step + 1 >= limits)
+    return step + 1, sequences, token, lengths, done, finished, cache
+
+  def not_done(state: tuple) -> Array:
+    step, *_, done, _, _ = state
+    return (step < max_len) & ~jnp.all(done)
+
+  def step(state: tuple) -> tuple:
+    i, _, token, *_, cache = state
+    logits, cache = step_fn(token[:, None], (positions + i)[:, None], cache, context)  # [n, V]
+    return advance(state, i, logits, cache)
+
+  no = jnp.zeros((batch_size,), bool)
+  state = (
+    jnp.int32(0),
+    jnp.full((batch_size, max_len), pad_id, jnp.int32),
+    last.astype(jnp.int32),
+    jnp.zeros((batch_size,), jnp.int32),
+    no,
+    no,
+    cache,
+  )
+  if first_logits is not None:
+    state = advance(state, jnp.int32(0), first_logits, cache)
+  _, sequences, _, lengths, _, finished, _ = jax.lax.while_loop(not_done, step, state)
+  return Decoded(sequences=sequences, lengths=lengths, finished=finished)
 
 
 def greedy_search(
@@ -94,30 +186,18 @@ def greedy_search(
   _check_sizes(batch_size, max_len)
   _check_batch_leading(cache, batch_size, "cache")
   _check_batch_leading(context, batch_size, "context")
-  limits = _limits(max_lengths, batch_size, max_len)
-
-  def not_done(state):
-    i, _, _, done, _ = state
-    return (i < max_len) & ~jnp.all(done)
-
-  def step(state):
-    i, sequences, last, done, cache = state
-    positions = jnp.full((batch_size, 1), i, jnp.int32)
-    logits, cache = step_fn(last[:, None], positions, cache, context)  # [batch, V]
-    token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    token = jnp.where(done, 0, token)  # pad after the end
-    sequences = sequences.at[:, i].set(token)
-    done = done | (token == eos_id) | (i + 1 >= limits)
-    return i + 1, sequences, token, done, cache
-
-  state = (
-    jnp.int32(0),
-    jnp.zeros((batch_size, max_len), jnp.int32),
-    jnp.full((batch_size,), bos_id, jnp.int32),
-    jnp.zeros((batch_size,), bool),
+  decoded = decode_loop(
+    step_fn,
     cache,
+    context,
+    choose=greedy,
+    last=jnp.full((batch_size,), bos_id, jnp.int32),
+    positions=jnp.zeros((batch_size,), jnp.int32),
+    max_len=max_len,
+    eos_id=eos_id,
+    max_lengths=max_lengths,
   )
-  return jax.lax.while_loop(not_done, step, state)[1]
+  return decoded.sequences
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Tests for tfjax.beam_search against plain-Python references: brute-force enumeration of every
-output, a step-by-step beam search with the same (fairseq) rules, argmax decoding, and a
+"""Tests for tfjax.inference.search against plain-Python references: brute-force enumeration of
+every output, a step-by-step beam search with the same (fairseq) rules, argmax decoding, and a
 hand-computed case.
 
 The step function is a toy language model whose logits depend on every token fed so far through
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax import beam_search
+from tfjax.inference import search
 
 BOS, EOS = 1, 2
 PRIME = 1_000_003
@@ -152,9 +152,9 @@ def test_exhaustive_beam_matches_brute_force_enumeration():
   vocab_size, max_len, beam, alpha = 4, 3, 64, 0.6
   model, seeds, limits = ToyModel(vocab_size, max_len, seed=0), [11, 23], [3, 2]
   cache, context = model.initial(seeds)
-  search = jax.jit(
+  run = jax.jit(
     functools.partial(
-      beam_search.beam_search,
+      search.beam_search,
       model.step_fn,
       batch_size=2,
       beam_size=beam,
@@ -164,7 +164,7 @@ def test_exhaustive_beam_matches_brute_force_enumeration():
       alpha=alpha,
     )
   )
-  sequences, scores = search(cache, context, max_lengths=jnp.array(limits))
+  sequences, scores = run(cache, context, max_lengths=jnp.array(limits))
   assert sequences.shape == (2, beam, max_len) and sequences.dtype == jnp.int32
   assert scores.shape == (2, beam) and scores.dtype == jnp.float32
   bests = []
@@ -193,9 +193,9 @@ def test_beam_search_matches_reference_and_stops_once_beam_have_finished():
     jax.debug.callback(lambda p: steps.append(int(p)), positions[0, 0])
     return model.step_fn(tokens, positions, cache, context)
 
-  search = jax.jit(
+  run = jax.jit(
     functools.partial(
-      beam_search.beam_search,
+      search.beam_search,
       counted_step_fn,
       batch_size=3,
       beam_size=beam,
@@ -205,7 +205,7 @@ def test_beam_search_matches_reference_and_stops_once_beam_have_finished():
       alpha=alpha,
     )
   )
-  sequences, scores = search(cache, context, max_lengths=jnp.array(limits))
+  sequences, scores = run(cache, context, max_lengths=jnp.array(limits))
   jax.effects_barrier()
   stop_steps, eos_dropped = [], 0
   for b in range(3):
@@ -235,9 +235,9 @@ def test_greedy_matches_argmax_reference_and_beam_size_one():
   seeds, limits = [3, 4, 9, 12, 13, 21], [8, 5, 1, 8, 3, 8]
   cache, context = model.initial(seeds)
   common = dict(batch_size=6, max_len=max_len, bos_id=BOS, eos_id=EOS)
-  greedy = jax.jit(functools.partial(beam_search.greedy_search, model.step_fn, **common))
+  greedy = jax.jit(functools.partial(search.greedy_search, model.step_fn, **common))
   beam = jax.jit(
-    functools.partial(beam_search.beam_search, model.step_fn, beam_size=1, alpha=alpha, **common)
+    functools.partial(search.beam_search, model.step_fn, beam_size=1, alpha=alpha, **common)
   )
   max_lengths = jnp.array(limits)
   greedy_out = greedy(cache, context, max_lengths=max_lengths)
@@ -265,11 +265,11 @@ def test_rejects_cache_without_leading_batch_axis():
   model = ToyModel(4, 3, seed=0)
   cache, context = model.initial([1, 2])
   with pytest.raises(ValueError, match="leading axis"):
-    beam_search.beam_search(
+    search.beam_search(
       model.step_fn, cache, context, batch_size=3, beam_size=2, max_len=3, bos_id=BOS, eos_id=EOS
     )
   with pytest.raises(ValueError, match="one limit per example"):
-    beam_search.greedy_search(
+    search.greedy_search(
       model.step_fn,
       cache,
       context,
@@ -315,9 +315,39 @@ def test_beam_size_one_drops_a_runner_up_eos_and_stops_at_the_top_eos():
   common = dict(batch_size=2, max_len=4, bos_id=BOS, eos_id=EOS)
   context = {"example": jnp.arange(2)}
   sequences, scores = jax.jit(
-    functools.partial(beam_search.beam_search, step_fn, beam_size=1, alpha=0.0, **common)
+    functools.partial(search.beam_search, step_fn, beam_size=1, alpha=0.0, **common)
   )({}, context)
   jax.effects_barrier()
   np.testing.assert_array_equal(sequences, [[[a_token, EOS, 0, 0]], [[EOS, 0, 0, 0]]])
   np.testing.assert_allclose(scores, np.log([[0.5 * 0.6], [0.6]]), rtol=1e-5)
   assert steps == [0, 1]
+
+
+def test_decode_loop_counts_lengths_and_tells_eos_from_the_limit():
+  """decode_loop with the greedy strategy is greedy_search; `lengths` counts each row's tokens
+  (EOS included) and `finished` is True only where the row emitted EOS, not at its limit."""
+  vocab_size, max_len = 6, 8
+  model = ToyModel(vocab_size, max_len, seed=1, eos_near_top=True)
+  seeds, limits = [3, 4, 9, 12, 13, 21], jnp.array([8, 5, 1, 8, 3, 8])
+  cache, context = model.initial(seeds)
+  common = dict(max_len=max_len, eos_id=EOS, max_lengths=limits)
+  decoded = jax.jit(
+    lambda cache, context: search.decode_loop(
+      model.step_fn,
+      cache,
+      context,
+      choose=search.greedy,
+      last=jnp.full((6,), BOS, jnp.int32),
+      positions=jnp.zeros((6,), jnp.int32),
+      **common,
+    )
+  )(cache, context)
+  greedy_out = search.greedy_search(
+    model.step_fn, cache, context, batch_size=6, bos_id=BOS, **common
+  )
+  np.testing.assert_array_equal(decoded.sequences, greedy_out)
+  for b in range(6):
+    expected, _ = _reference_greedy(model, seeds[b], np.asarray(context["bias"][b]), limits[b])
+    assert int(decoded.lengths[b]) == len(expected)
+    assert bool(decoded.finished[b]) == (expected[-1] == EOS)
+  assert not np.all(decoded.finished) and np.any(decoded.finished)

@@ -17,15 +17,17 @@ import pytest
 
 from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
 from tfjax.hub import bert as bert_hub
+from tfjax.inference import pipelines
+from tfjax.inference.pipelines import encode_texts, features, fill_mask
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertModel
-from tfjax.pipelines import encode_texts, features, fill_mask
 
 CONFIG = BertConfig(
   vocab_size=30522, max_len=64, num_layers=2, num_heads=2, d_model=32, d_ff=64, init_std=1.0
 )
 TOP_K = 4
 ATOL = 1e-5
-GOLDEN_MINILM = Path(__file__).resolve().parent / "golden" / "bert_tiny" / "minilm_sentences.npz"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+GOLDEN_MINILM = GOLDEN / "bert_tiny" / "minilm_sentences.npz"
 
 # Texts and their tokens, written out by hand: the reference never calls the tokenizer.
 TEXTS = {
@@ -210,6 +212,17 @@ def test_features_attention_weights_ignore_padding_and_match_each_text_alone(tok
   n = int(out.attention_mask[0].sum())
   np.testing.assert_allclose(weights[:, 0, :, :n, :n], alone.attention_weights[:, 0], atol=ATOL)
   assert features(CONFIG, params, tokenizer, texts).attention_weights is None
+
+
+def test_features_collect_attention_weights_only_when_asked(params):
+  """Without return_attention the compiled encoder has no [b, h, q, k] output at all."""
+  tokens = jax.ShapeDtypeStruct((2, 7), jnp.int32)
+  mask = jax.ShapeDtypeStruct((2, 7), jnp.bool_)
+  for asked in (False, True):
+    encode = functools.partial(pipelines._encode, CONFIG, return_attention=asked)
+    outputs = jax.tree.leaves(jax.eval_shape(encode, params["bert"], tokens, mask))
+    attention = (CONFIG.num_layers, 2, CONFIG.num_heads, 7, 7)
+    assert [x.shape for x in outputs].count(attention) == int(asked)
 
 
 def test_features_layers_are_bert_models_hidden_states(tokenizer, params):

@@ -2,20 +2,23 @@
 
 The sampling filters are pure functions of logits [b, V]. `generate` prefills the cache with a
 batch of prompts of different lengths (right-padded to the longest) in one forward pass, then
-feeds one token per row, each row at its own position, inside a single jit-compiled
-`lax.while_loop` whose shapes never change. The compiled function is cached per model config,
-batch size, prompt length, `max_new_tokens` and sampling mode, so repeated calls do not retrace.
-"""
+runs `search.decode_loop` over the GPT's one-token step function, each row at its own position,
+choosing with `search.greedy` at temperature 0 and with `sample_token` otherwise, inside one
+jit-compiled `lax.while_loop` whose shapes never change. The compiled function is cached per
+model config, batch size, prompt length, `max_new_tokens` and sampling mode, so repeated calls do
+not retrace."""
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tfjax.inference import search
+from tfjax.inference.tokenizer import TextTokenizer
 from tfjax.models.gpt import GPT, GPTConfig
 
 Array = jax.Array
@@ -140,9 +143,7 @@ def init_cache(config: GPTConfig, batch_size: int, length: int) -> Any:
   Built from shapes only (`jax.eval_shape` of `init`): no parameters are computed.
   """
   model = GPT(config.replace(decode=True))
-  tokens = jax.ShapeDtypeStruct((batch_size, length), jnp.int32)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), tokens)["cache"]
-  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  return search.zeros_cache(model.init, jax.ShapeDtypeStruct((batch_size, length), jnp.int32))
 
 
 def generate(
@@ -225,7 +226,6 @@ def generate(
     greedy=greedy,
     top_k=0 if greedy else top_k,  # unused when greedy: keep one compiled function
     use_top_p=top_p < 1.0 and not greedy,
-    use_eos=eos_id is not None,
   )
 
 
@@ -267,8 +267,7 @@ def _pad_prompts(
 
 
 @functools.partial(
-  jax.jit,
-  static_argnames=("config", "max_new_tokens", "greedy", "top_k", "use_top_p", "use_eos"),
+  jax.jit, static_argnames=("config", "max_new_tokens", "greedy", "top_k", "use_top_p")
 )
 def _generate(
   params: Any,
@@ -285,15 +284,15 @@ def _generate(
   greedy: bool,
   top_k: int,
   use_top_p: bool,
-  use_eos: bool,
 ) -> GenerationResult:
-  """Prefill + while_loop; `config` has decode=True. Traced values change without a recompile."""
+  """Prefill + `search.decode_loop`; `config` has decode=True. Traced values change without a
+  recompile; eos_id -1 never matches."""
   batch, prompt_len = prompts.shape
   total_len = prompt_len + max_new_tokens
   model = GPT(config)
   rows = jnp.arange(batch)
 
-  def forward(cache: Any, tokens: Array, positions: Array) -> tuple[Array, Any]:
+  def step_fn(tokens: Array, positions: Array, cache: Any, context: None) -> tuple[Array, Any]:
     logits, variables = model.apply(
       {"params": params, "cache": cache},
       tokens,
@@ -301,60 +300,45 @@ def _generate(
       deterministic=True,
       mutable=["cache"],
     )
-    return logits, variables["cache"]
+    return logits[:, -1], variables["cache"]  # [b, V] at the last fed position
 
-  def sample(step: Array | int, logits: Array) -> Array:
-    return sample_token(
-      jax.random.fold_in(rng, step),
-      logits,
-      temperature,
-      top_k,
-      top_p if use_top_p else 1.0,
-      greedy=greedy,
-    )
+  def sample(step: Array, logits: Array) -> Array:
+    p = top_p if use_top_p else 1.0
+    return sample_token(jax.random.fold_in(rng, step), logits, temperature, top_k, p)
 
   # Prefill: every prompt at positions 0..P-1. Keys/values written at a row's padding positions
   # are never seen (each query sees only positions <= its own) and are overwritten as it grows.
   positions = jnp.broadcast_to(jnp.arange(prompt_len), (batch, prompt_len))
-  logits, cache = forward(init_cache(config, batch, total_len), prompts, positions)
-  first = sample(0, logits[rows, prompt_lengths - 1])  # [b]
-  is_prompt = jnp.arange(total_len)[None, :] < prompt_lengths[:, None]
-  tokens = jnp.full((batch, total_len), pad_id, jnp.int32).at[:, :prompt_len].set(prompts)
-  tokens = jnp.where(is_prompt, tokens, pad_id).at[rows, prompt_lengths].set(first)
-  done = (first == eos_id) if use_eos else jnp.zeros((batch,), jnp.bool_)
-  # State: step, tokens [b, total], cache, last token [b], lengths [b] (last token included),
-  # done [b]. A finished row keeps re-feeding its EOS at the same position: a no-op.
-  state = (jnp.int32(1), tokens, cache, first, prompt_lengths + 1, done)
-
-  def keep_going(state: tuple) -> Array:
-    step, _, _, _, _, done = state
-    return (step < max_new_tokens) & ~jnp.all(done)
-
-  def decode_one(state: tuple) -> tuple:
-    step, tokens, cache, last, lengths, done = state
-    logits, cache = forward(cache, last[:, None], (lengths - 1)[:, None])
-    new = sample(step, logits[:, 0])
-    tokens = tokens.at[rows, lengths].set(jnp.where(done, pad_id, new))
-    lengths = lengths + (~done).astype(jnp.int32)
-    last = jnp.where(done, last, new)
-    if use_eos:
-      done = done | (new == eos_id)
-    return step + 1, tokens, cache, last, lengths, done
-
-  _, tokens, _, _, lengths, done = jax.lax.while_loop(keep_going, decode_one, state)
-  return GenerationResult(
-    tokens=tokens, lengths=lengths, prompt_lengths=prompt_lengths, finished=done
+  logits, variables = model.apply(
+    {"params": params, "cache": init_cache(config, batch, total_len)},
+    prompts,
+    positions=positions,
+    deterministic=True,
+    mutable=["cache"],
   )
-
-
-class TextTokenizer(Protocol):
-  """What `complete_texts` needs of a tokenizer (sentencepiece's and GPT-2's wrappers fit)."""
-
-  eos_id: int
-
-  def encode(self, text: str) -> list[int]: ...
-
-  def decode(self, ids: Sequence[int]) -> str: ...
+  decoded = search.decode_loop(
+    step_fn,
+    variables["cache"],
+    None,
+    choose=search.greedy if greedy else sample,
+    last=prompts[rows, prompt_lengths - 1],
+    positions=prompt_lengths - 1,
+    max_len=max_new_tokens,
+    eos_id=eos_id,
+    pad_id=pad_id,
+    first_logits=logits[rows, prompt_lengths - 1],  # [b, V], of each prompt's last token
+  )
+  # Each row: its prompt, then its new tokens, then pad_id.
+  column = jnp.arange(total_len)[None, :] - prompt_lengths[:, None]  # index into the new tokens
+  new = jnp.take_along_axis(decoded.sequences, jnp.clip(column, 0, max_new_tokens - 1), axis=1)
+  prompt_part = jnp.pad(prompts, ((0, 0), (0, max_new_tokens)), constant_values=pad_id)
+  tokens = jnp.where(column < 0, prompt_part, jnp.where(column < max_new_tokens, new, pad_id))
+  return GenerationResult(
+    tokens=tokens,
+    lengths=prompt_lengths + decoded.lengths,
+    prompt_lengths=prompt_lengths,
+    finished=decoded.finished,
+  )
 
 
 def complete_texts(

@@ -1,0 +1,200 @@
+"""tfjax.inference.load: a GPT workdir (the tiny trained run), HF GPT-2 and BERT directories (the
+goldens, with vocabulary files), hand-made BERT and Transformer workdirs, and the clear errors."""
+
+import dataclasses
+import functools
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tfjax.data.bert_tokenizer import WordPieceTokenizer
+from tfjax.data.gpt2_tokenizer import GPT2Tokenizer
+from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.inference import load
+from tfjax.models.bert import BertConfig, BertForPreTraining
+from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.models.transformer import Transformer, TransformerConfig
+from tfjax.training import checkpoint
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+ATOL = 1e-4  # as the hub parity tests: float32 reduction order only
+
+
+def assert_trees_equal(a, b) -> None:
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def make_workdir(root: Path, task: str, config, params_by_step: dict[int, dict]) -> Path:
+  """A training workdir as the trainer leaves it: config.json and one checkpoint per step."""
+  root.mkdir(parents=True)
+  (root / "config.json").write_text(
+    json.dumps({"task": task, "model": dataclasses.asdict(config), "train": {}})
+  )
+  manager = checkpoint.checkpoint_manager(str(root), max_to_keep=5)
+  for step, params in params_by_step.items():
+    checkpoint.save(manager, step, {"params": params, "step": step})
+  manager.wait_until_finished()
+  manager.close()
+  return root
+
+
+def write_wordpiece_vocab(directory: Path, size: int) -> None:
+  letters = list("abcdefghijklmnopqrstuvwxyz")
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *(f"##{c}" for c in letters)]
+  vocab += [f"word{i}" for i in range(size - len(vocab))]
+  (directory / "vocab.txt").write_text("".join(f"{t}\n" for t in vocab))
+
+
+# --- GPT -----------------------------------------------------------------------------------------
+
+
+def test_a_gpt_workdir_loads_its_config_latest_checkpoint_and_tokenizer(trained_run):
+  workdir = trained_run.workdir
+  config, params, tokenizer = load.load(workdir, "gpt")
+  saved = json.loads((workdir / "config.json").read_text())
+  assert config == GPTConfig.from_config(saved["model"])
+  abstract = jax.eval_shape(
+    lambda: GPT(config).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+  )
+  assert_trees_equal(params, checkpoint.restore_params(str(workdir), abstract))
+  assert isinstance(tokenizer, SentencePieceTokenizer)
+  assert tokenizer.sha256 == SentencePieceTokenizer.load(workdir / "tokenizer.model").sha256
+  assert load.load(workdir, "gpt", tokenizer=False).tokenizer is None
+
+
+def gpt2_dir(tmp_path: Path) -> Path:
+  """The golden GPT-2 (vocab 64, EOS 63) with a byte-level vocab.json of 64 tokens."""
+  out = tmp_path / "gpt2"
+  shutil.copytree(GOLDEN / "gpt2_tiny", out)
+  tokens = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") + ["Ġ"]
+  vocab = {t: i for i, t in enumerate(tokens)} | {"<|endoftext|>": 63}
+  (out / "vocab.json").write_text(json.dumps(vocab))
+  (out / "merges.txt").write_text("#version: 0.2\n")
+  return out
+
+
+def test_an_hf_gpt2_directory_loads_with_its_vocabulary(tmp_path):
+  config, params, tokenizer = load.load(gpt2_dir(tmp_path), "gpt")
+  golden = np.load(GOLDEN / "gpt2_tiny" / "logits.npz")
+  logits = GPT(config).apply({"params": params}, jnp.asarray(golden["input_ids"]))
+  np.testing.assert_allclose(logits, golden["logits"], rtol=0, atol=ATOL)
+  assert isinstance(tokenizer, GPT2Tokenizer) and tokenizer.eos_id == 63
+  assert tokenizer.decode(tokenizer.encode("ab cd")) == "ab cd"
+
+
+# --- BERT ----------------------------------------------------------------------------------------
+
+
+def test_an_hf_bert_directory_loads_its_heads_or_its_encoder(tmp_path):
+  hf_dir = tmp_path / "bert"
+  shutil.copytree(GOLDEN / "bert_tiny", hf_dir)
+  write_wordpiece_vocab(hf_dir, 100)
+  config, params, tokenizer = load.load(hf_dir, "bert")
+  golden = np.load(GOLDEN / "bert_tiny" / "outputs.npz")
+  inputs = [jnp.asarray(golden[k]) for k in ("input_ids", "token_type_ids", "attention_mask")]
+  mlm_logits, nsp_logits = BertForPreTraining(config).apply({"params": params}, *inputs)
+  np.testing.assert_allclose(mlm_logits, golden["mlm_logits"], rtol=0, atol=ATOL)
+  np.testing.assert_allclose(nsp_logits, golden["nsp_logits"], rtol=0, atol=ATOL)
+  assert isinstance(tokenizer, WordPieceTokenizer) and tokenizer.vocab_size == 100
+  assert load.read_config(hf_dir, "bert") == ("hf", config)
+  assert_trees_equal(load.load(hf_dir, "bert", head="model").params, params["bert"])
+
+
+BERT = BertConfig(vocab_size=100, max_len=16, num_layers=1, num_heads=2, d_model=16, d_ff=32)
+
+
+@functools.cache
+def bert_params(seed: int) -> dict:
+  init = jax.jit(BertForPreTraining(BERT).init)  # jitted: faster than eagerly
+  return init(jax.random.key(seed), jnp.zeros((1, 4), jnp.int32))["params"]
+
+
+def test_a_bert_pretraining_workdir_loads_the_latest_step_or_its_encoder(tmp_path):
+  workdir = make_workdir(
+    tmp_path / "bert", "bert_pretraining", BERT, {4: bert_params(0), 8: bert_params(1)}
+  )
+  write_wordpiece_vocab(workdir, BERT.vocab_size)
+  config, params, tokenizer = load.load(workdir, "bert")
+  assert config == BERT
+  assert_trees_equal(params, bert_params(1))  # step 8, the latest
+  assert isinstance(tokenizer, WordPieceTokenizer) and tokenizer.vocab_size == 100
+  assert_trees_equal(load.load(workdir, "bert", head="model").params, bert_params(1)["bert"])
+  assert load.read_config(workdir, "bert") == ("workdir", BERT)
+
+
+# --- the Transformer -----------------------------------------------------------------------------
+
+TRANSFORMER = TransformerConfig(
+  vocab_size=512, max_len=16, num_layers=1, num_heads=2, d_model=16, d_ff=32
+)
+
+
+def transformer_params(seed: int) -> dict:
+  tokens = jnp.zeros((1, 4), jnp.int32)
+  return jax.jit(Transformer(TRANSFORMER).init)(jax.random.key(seed), tokens, tokens)["params"]
+
+
+def test_a_transformer_workdir_loads_the_latest_or_the_mean_of_the_last_checkpoints(
+  tmp_path, trained_run
+):
+  steps = {2: transformer_params(0), 4: transformer_params(1), 6: transformer_params(2)}
+  workdir = make_workdir(tmp_path / "transformer", "translation", TRANSFORMER, steps)
+  shutil.copyfile(trained_run.workdir / "tokenizer.model", workdir / "tokenizer.model")
+  config, params, tokenizer = load.load(workdir, "transformer")
+  assert config == TRANSFORMER
+  assert_trees_equal(params, steps[6])
+  assert isinstance(tokenizer, SentencePieceTokenizer) and tokenizer.vocab_size == 512
+  averaged = load.load(workdir, "transformer", average_last=2, tokenizer=False).params
+  mean = jax.tree.map(lambda a, b: (a + b) / 2, steps[4], steps[6])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), averaged, mean)
+
+
+# --- clear errors --------------------------------------------------------------------------------
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"nowhere' has no config.json; give a tfjax pre"):
+    load.load(tmp_path / "nowhere", "bert")
+  with pytest.raises(FileNotFoundError, match="train a model in it first"):
+    load.load(tmp_path, "transformer")
+
+
+def test_a_workdir_without_a_checkpoint_is_a_clear_error(tmp_path):
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(
+    json.dumps({"task": "translation", "model": dataclasses.asdict(TRANSFORMER)})
+  )
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint under .*/checkpoints; train first"):
+    load.load(workdir, "transformer")
+
+
+def test_a_config_of_another_family_is_a_clear_error(tmp_path, trained_run):
+  with pytest.raises(ValueError, match=r"workdir of task 'lm', not a BERT pre-training run; give"):
+    load.read_config(trained_run.workdir, "bert")
+  with pytest.raises(ValueError, match="workdir of task 'lm', not a Transformer translation run"):
+    load.load(trained_run.workdir, "transformer")
+  with pytest.raises(ValueError, match="model_type='bert'"):
+    load.load(GOLDEN / "bert_tiny", "gpt")
+  with pytest.raises(ValueError, match="is not a tfjax workdir"):
+    load.load(GOLDEN / "bert_tiny", "transformer")
+  with pytest.raises(ValueError, match=r"family='vit' is unknown; choose one of \['bert', 'gpt'"):
+    load.load(trained_run.workdir, "vit")
+
+
+def test_options_that_do_not_apply_are_clear_errors(tmp_path, trained_run):
+  with pytest.raises(ValueError, match="head='model' is for BERT; a gpt model has one head"):
+    load.load(trained_run.workdir, "gpt", head="model")
+  with pytest.raises(ValueError, match="head='model' is for BERT"):
+    load.load(gpt2_dir(tmp_path), "gpt", head="model")
+  workdir = make_workdir(tmp_path / "w", "bert_pretraining", BERT, {1: bert_params(0)})
+  with pytest.raises(ValueError, match="head='nsp': a BERT pre-training workdir holds"):
+    load.load(workdir, "bert", head="nsp")
+  with pytest.raises(ValueError, match="average_last=2 is for workdirs"):
+    load.load(GOLDEN / "bert_tiny", "bert", average_last=2)

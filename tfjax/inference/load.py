@@ -1,0 +1,165 @@
+"""One way to load a trained model into (config, params, tokenizer): a tfjax training workdir
+(config.json, the latest Orbax checkpoint, the tokenizer saved beside it) or an HF checkpoint
+directory (config.json, model.safetensors, the vocabulary files), for GPT, BERT and the
+Transformer.
+
+A workdir's config.json has a "model" section (and a "task"); an HF one has none. Only
+`config.json` is read to tell them apart and to check the family, before any weights.
+"""
+
+import json
+import pathlib
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from tfjax.data import bert_tokenizer, gpt2_tokenizer
+from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.hub import bert as bert_hub
+from tfjax.hub import gpt2
+from tfjax.models.bert import BertConfig, BertForPreTraining
+from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.models.transformer import Transformer, TransformerConfig
+from tfjax.training import checkpoint
+
+CONFIG_FILE = "config.json"
+SENTENCEPIECE_FILE = "tokenizer.model"  # what the GPT and translation tasks save
+
+
+class Loaded(NamedTuple):
+  """A loaded model: `config` (GPTConfig, BertConfig or TransformerConfig), its `params`, and
+  its `tokenizer` (None when not asked for)."""
+
+  config: Any
+  params: Any
+  tokenizer: Any | None
+
+
+class _Family(NamedTuple):
+  config_cls: type
+  model_cls: type  # what its workdir task trains: a checkpoint holds its params
+  task: str  # that task
+  name: str  # for messages: "a {name} {kind} run", "a tfjax {kind} workdir"
+  kind: str
+  command: str  # python -m train.{command} trains it
+  hf: str | None  # the HF family it imports, None: workdirs only
+
+
+FAMILIES = {
+  "gpt": _Family(GPTConfig, GPT, "lm", "GPT", "language-model", "gpt", "GPT-2"),
+  "bert": _Family(
+    BertConfig, BertForPreTraining, "bert_pretraining", "BERT", "pre-training", "bert", "BERT"
+  ),
+  "transformer": _Family(
+    TransformerConfig, Transformer, "translation", "Transformer", "translation", "translate", None
+  ),
+}
+_HF_CONFIGS = {"gpt": gpt2.gpt2_config_from_hf, "bert": bert_hub.bert_config_from_hf}
+
+
+def _family(family: str) -> _Family:
+  if family not in FAMILIES:
+    raise ValueError(f"family={family!r} is unknown; choose one of {sorted(FAMILIES)}")
+  return FAMILIES[family]
+
+
+def _what_to_give(spec: _Family) -> str:
+  what = f"a tfjax {spec.kind} workdir (train a model in it first: python -m train.{spec.command})"
+  if spec.hf is not None:
+    what += f" or an HF {spec.hf} directory (config.json + model.safetensors)"
+  return what
+
+
+def read_config(path: str | pathlib.Path, family: str) -> tuple[str, Any]:
+  """("workdir" | "hf", model config) of `path`, from its config.json alone (an HF GPT-2 with
+  an untied output head says so only in its weights); raises if the directory is missing, holds
+  no config.json, or holds a model of another family."""
+  spec, root = _family(family), pathlib.Path(path)
+  if not (root / CONFIG_FILE).is_file():
+    raise FileNotFoundError(f"{str(path)!r} has no {CONFIG_FILE}; give {_what_to_give(spec)}")
+  saved = json.loads((root / CONFIG_FILE).read_text())
+  if isinstance(saved.get("model"), dict):
+    task = saved.get("task", "lm")  # the trainer's default task
+    if task != spec.task:
+      raise ValueError(
+        f"{str(path)!r} is a workdir of task {task!r}, not a {spec.name} {spec.kind} run; give "
+        f"{_what_to_give(spec)}"
+      )
+    return "workdir", spec.config_cls.from_config(saved["model"])
+  if spec.hf is None:
+    raise ValueError(
+      f"{str(path)!r} is not a tfjax workdir (its {CONFIG_FILE} has no model section); give "
+      f"{_what_to_give(spec)}"
+    )
+  return "hf", _HF_CONFIGS[family](saved)  # raises on another model_type
+
+
+def load(
+  path: str | pathlib.Path,
+  family: str,
+  *,
+  head: str | None = None,
+  average_last: int = 1,
+  tokenizer: bool = True,
+) -> Loaded:
+  """(config, params, tokenizer) of a tfjax workdir or an HF directory.
+
+  Args:
+    path: a training workdir (its latest checkpoint is read) or an HF checkpoint directory.
+    family: "gpt", "bert" or "transformer" (workdirs only).
+    head: BERT only. An HF directory: as `tfjax.hub.bert.load_bert` (None: what it holds;
+      "model": the encoder alone). A pre-training workdir holds "pretraining" (the default);
+      "model" takes its encoder.
+    average_last: a workdir: the mean of its newest `average_last` checkpoints (Vaswani et al.
+      2017, §6.1); 1 is the latest alone.
+    tokenizer: False leaves the vocabulary files unread (`Loaded.tokenizer` is None).
+  """
+  root = pathlib.Path(path)
+  source, config = read_config(root, family)
+  if head is not None and family != "bert":
+    raise ValueError(f"head={head!r} is for BERT; a {family} model has one head")
+  if source == "hf":
+    if average_last != 1:
+      raise ValueError(f"average_last={average_last} is for workdirs; {root} is an HF directory")
+    config, params = _load_hf(family, root, head)
+  else:
+    if head not in (None, "pretraining", "model"):
+      raise ValueError(
+        f"head={head!r}: a BERT pre-training workdir holds 'pretraining' (the default) and its "
+        "encoder, 'model'"
+      )
+    params = _restore(root, FAMILIES[family], config, average_last)
+    if head == "model":
+      params = params["bert"]
+  return Loaded(config, params, _load_tokenizer(family, root, source) if tokenizer else None)
+
+
+def _load_hf(family: str, root: pathlib.Path, head: str | None) -> tuple[Any, Any]:
+  if family == "gpt":
+    return gpt2.load_gpt2(root)
+  config, params, _ = bert_hub.load_bert(root, head=head)
+  return config, params
+
+
+def _restore(root: pathlib.Path, spec: _Family, config: Any, average_last: int) -> Any:
+  """The params of the latest checkpoint, or the mean of the newest `average_last`."""
+  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+  inputs = (tokens, tokens) if spec.model_cls is Transformer else (tokens,)  # source, target
+  init = lambda rng, *inputs: spec.model_cls(config).init(rng, *inputs)["params"]
+  abstract = jax.eval_shape(init, jax.random.key(0), *inputs)
+  if average_last == 1:
+    return checkpoint.restore_params(str(root), abstract)
+  return checkpoint.average_checkpoints(str(root), abstract, average_last)[0]
+
+
+def _load_tokenizer(family: str, root: pathlib.Path, source: str) -> Any:
+  """BERT's vocab.txt or sentencepiece.model; GPT-2's vocab.json + merges.txt; or the
+  tokenizer.model a GPT or translation run saved."""
+  if family == "bert":
+    return bert_tokenizer.load_bert_tokenizer(root)
+  if source == "hf":
+    return gpt2_tokenizer.gpt2_tokenizer_from_dir(root)
+  if not (root / SENTENCEPIECE_FILE).is_file():
+    raise FileNotFoundError(f"{root} has no {SENTENCEPIECE_FILE}; is its training finished?")
+  return SentencePieceTokenizer.load(root / SENTENCEPIECE_FILE)
