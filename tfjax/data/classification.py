@@ -16,11 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tfjax.data import (
-  lm,
-  rotten_tomatoes,  # noqa: F401  (registers the builder with TFDS)
-  wiki_topics,  # noqa: F401  (registers the builder with TFDS)
-)
+from tfjax.data import datasets, lm  # noqa: F401  (datasets registers the TFDS builders)
 
 # Feature names of a batch; the model's inputs are the first three.
 FEATURES = ("tokens", "segment_ids", "attention_mask", "label", "weights")

@@ -24,8 +24,8 @@ import tensorflow_datasets as tfds
 from absl import logging
 from tensorflow_datasets.core.utils import tqdm_utils
 
+from tfjax.data import datasets  # noqa: F401  (registers the TFDS builders)
 from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data import wiki_vital_articles  # noqa: F401  (registers the builder with TFDS)
 
 # Bump when the way a split becomes a token stream changes.
 _TOKEN_CACHE_VERSION = 1

@@ -9,7 +9,7 @@ step has the same shapes (one compilation, any parallel mode). The model keeps a
 each pair (tfjax.models.transformer).
 
 A dataset is any TFDS translation dataset whose examples are {language: text}:
-`gettext_translations/en-de` (offline, tfjax.data.gettext_translations) or, online,
+`gettext_translations/en-de` (offline, tfjax.data.datasets.gettext_translations) or, online,
 `wmt14_translate/de-en`, `wmt17_translate/de-en`, ...
 """
 
@@ -28,9 +28,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tfjax.data import lm
+from tfjax.data import datasets, lm  # noqa: F401  (datasets registers the TFDS builders)
 from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data.gettext_translations import GettextTranslations  # noqa: F401 (registers it)
 
 # Bump when the way a split becomes token ids changes.
 _TOKEN_CACHE_VERSION = 1

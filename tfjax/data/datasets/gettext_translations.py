@@ -49,7 +49,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from tfjax.data.splits import hash_split
+from tfjax.data.datasets.splits import hash_split
 
 PACKAGES = (
   "gcc-12-locales",

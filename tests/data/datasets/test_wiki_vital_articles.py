@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import wiki_vital_articles
+from tfjax.data.datasets import wiki_vital_articles
 
 # DESIGN.md §6, counted independently of this code.
 DESIGN_TOPIC_COUNTS = {
@@ -102,7 +102,7 @@ def test_builds_and_reads_without_importing_tensorflow(tmp_path):
     f"""
     import sys
     import tensorflow_datasets as tfds
-    import tfjax.data.wiki_vital_articles
+    import tfjax.data.datasets.wiki_vital_articles
     builder = tfds.builder("wiki_vital_articles", data_dir={str(tmp_path)!r})
     builder.download_and_prepare()
     source = builder.as_data_source(split="validation")
@@ -112,7 +112,7 @@ def test_builds_and_reads_without_importing_tensorflow(tmp_path):
     print("ok")
     """
   )
-  repo_root = pathlib.Path(__file__).resolve().parents[2]
+  repo_root = pathlib.Path(__file__).resolve().parents[3]
   result = subprocess.run(
     [sys.executable, "-c", script], cwd=repo_root, capture_output=True, text=True, timeout=120
   )

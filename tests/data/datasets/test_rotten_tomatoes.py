@@ -9,7 +9,7 @@ import re
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import rotten_tomatoes
+from tfjax.data.datasets import rotten_tomatoes
 
 SPLITS = ("train", "validation", "test")
 

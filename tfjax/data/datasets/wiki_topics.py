@@ -14,7 +14,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 from etils import epath
 
-from tfjax.data import wiki_vital_articles
+from tfjax.data.datasets import wiki_vital_articles
 
 UNCATEGORIZED = "Uncategorized"
 # The vital-articles topics by decreasing size, without "Uncategorized": label i is TOPICS[i].
