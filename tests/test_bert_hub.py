@@ -14,7 +14,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from tfjax import bert_hub
-from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
+from tfjax.data.tokenizers.bert import WordPieceTokenizer, find_offline_bert_vocab
 from tfjax.models.bert import HEADS, BertConfig, BertModel
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tfjax import bert_hub
-from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
+from tfjax.data.tokenizers.bert import WordPieceTokenizer, find_offline_bert_vocab
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertModel
 from tfjax.pipelines import encode_texts, features, fill_mask
 

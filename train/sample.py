@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 
 from tfjax import decoding
-from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint
 from train.cli import one_line_errors

@@ -20,7 +20,7 @@ def translate(config, workdir: str, sentences: list[str], beam_size: int | None)
   import jax.numpy as jnp
 
   from tfjax import translation
-  from tfjax.data.tokenizer import SentencePieceTokenizer
+  from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
   from tfjax.models.transformer import Transformer, TransformerConfig
   from tfjax.training import checkpoint
 

@@ -10,8 +10,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from tfjax.data import squad
-from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data.bert_tokenizer import (
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
+from tfjax.data.tokenizers.bert import (
   SentencePieceBertTokenizer,
   WordPieceTokenizer,
   load_bert_tokenizer,

@@ -21,7 +21,7 @@ from configs import bert_tiny, bert_tiny_sentiment, bert_tiny_topics
 from tests.conftest import apply_overrides
 from tfjax import bert_hub
 from tfjax.data import classification
-from tfjax.data.bert_tokenizer import load_bert_tokenizer
+from tfjax.data.tokenizers.bert import load_bert_tokenizer
 from tfjax.models.bert import BertConfig, BertForSequenceClassification
 from tfjax.training import checkpoint, metrics, trainer
 from tfjax.training.bert import pretraining_loss_fn

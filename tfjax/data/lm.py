@@ -25,7 +25,7 @@ from absl import logging
 from tensorflow_datasets.core.utils import tqdm_utils
 
 from tfjax.data import datasets  # noqa: F401  (registers the TFDS builders)
-from tfjax.data import tokenizer as tokenizer_lib
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes a token stream changes.
 _TOKEN_CACHE_VERSION = 1

@@ -24,11 +24,10 @@ import grain
 import numpy as np
 from absl import logging
 
-from tfjax.data import bert_tokenizer
-from tfjax.data import tokenizer as tokenizer_lib
-
 # The TFDS helpers of the LM pipeline, shared.
 from tfjax.data.lm import iter_texts, prepared_builder, save_npy_atomically
+from tfjax.data.tokenizers import bert as bert_tokenizer
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes sentences of ids changes.
 _CACHE_VERSION = 1

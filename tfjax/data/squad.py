@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from tfjax.data import bert_tokenizer, lm
+from tfjax.data import lm
 from tfjax.data.classification import Tokenizer
+from tfjax.data.tokenizers import bert as bert_tokenizer
 
 # Feature names of a batch; the model's inputs are the first three.
 FEATURES = ("tokens", "segment_ids", "attention_mask", "start_position", "end_position", "weights")

@@ -29,7 +29,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from tfjax.data import datasets, lm  # noqa: F401  (datasets registers the TFDS builders)
-from tfjax.data import tokenizer as tokenizer_lib
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes token ids changes.
 _TOKEN_CACHE_VERSION = 1

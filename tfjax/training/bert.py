@@ -14,7 +14,8 @@ import numpy as np
 from absl import logging
 
 from tfjax import bert_hub, pipelines
-from tfjax.data import bert_tokenizer, classification, pretraining
+from tfjax.data import classification, pretraining
+from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification
 from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token
@@ -237,7 +238,7 @@ def load_pretrained(path: str, head: str | None = None) -> tuple[BertConfig, Any
   """(config, params) of a pre-trained BERT: the latest checkpoint of a `python -m train.bert`
   pre-training workdir (BertForPreTraining params), or an HF BERT directory (`head` as in
   `tfjax.bert_hub.load_bert`; "model" takes the encoder alone). Its tokenizer:
-  `tfjax.data.bert_tokenizer.load_bert_tokenizer(path)`."""
+  `tfjax.data.tokenizers.bert.load_bert_tokenizer(path)`."""
   source, config = _pretrained_source(path)
   if source == "hf":
     config, params, _ = bert_hub.load_bert(path, head=head)

@@ -1,0 +1,2 @@
+"""Tokenizers: SentencePiece BPE (sentencepiece.py), BERT's WordPiece (bert.py), GPT-2's BPE
+(gpt2.py)."""
