@@ -2,14 +2,14 @@
 
 One example becomes `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` for a pair, padded to
 `max_seq_len`, with segment ids 0 for `[CLS] a [SEP]` and 1 for `b [SEP]` (Devlin et al. 2018,
-§3, Fig. 2). Any tokenizer with `encode_batch`, `cls_id`, `sep_id` and `pad_id` works (WordPiece
-for imported checkpoints, sentencepiece for our own). Splits are small (thousands of short texts
+§3, Fig. 2). Any tokenizer with [CLS], [SEP] and [PAD] ids works (WordPiece for imported
+checkpoints, sentencepiece for our own). Splits are small (thousands of short texts
 encode in about a second), so they are encoded in memory on every run, with no cache.
 """
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import grain
 import numpy as np
@@ -17,24 +17,10 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from tfjax.data import datasets, lm  # noqa: F401  (datasets registers the TFDS builders)
+from tfjax.data.tokenizers.base import Tokenizer
 
 # Feature names of a batch; the model's inputs are the first three.
 FEATURES = ("tokens", "segment_ids", "attention_mask", "label", "weights")
-
-
-class Tokenizer(Protocol):
-  """What the encoder needs of a tokenizer (no special tokens added by `encode_batch`)."""
-
-  @property
-  def cls_id(self) -> int: ...
-
-  @property
-  def sep_id(self) -> int: ...
-
-  @property
-  def pad_id(self) -> int: ...
-
-  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,8 +25,8 @@ import numpy as np
 from absl import logging
 
 from tfjax.data import lm
-from tfjax.data.classification import Tokenizer
 from tfjax.data.tokenizers import bert as bert_tokenizer
+from tfjax.data.tokenizers.base import Tokenizer
 
 # Feature names of a batch; the model's inputs are the first three.
 FEATURES = ("tokens", "segment_ids", "attention_mask", "start_position", "end_position", "weights")

@@ -24,6 +24,7 @@ from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from tfjax.data.installed import package_file
+from tfjax.data.tokenizers import base
 from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 PAD, UNK, CLS, SEP, MASK = tokenizer_lib.BERT_SPECIAL_TOKENS
@@ -39,8 +40,8 @@ _SPECIAL_PATTERN = re.compile(
 )
 
 
-class BertTokenizer(abc.ABC):
-  """Text <-> ids, and the ids of BERT's five special tokens."""
+class BertTokenizer(base.Tokenizer, abc.ABC):
+  """Text <-> ids, and the ids of BERT's five special tokens (no BOS or EOS)."""
 
   def __init__(self, token_to_id: dict[str, int], vocab_size: int):
     missing = [t for t in (PAD, UNK, CLS, SEP, MASK) if t not in token_to_id]

@@ -21,6 +21,8 @@ import numpy as np
 import sentencepiece as spm
 from absl import logging
 
+from tfjax.data.tokenizers.base import Tokenizer
+
 PAD_ID = 0
 UNK_ID = 1
 BOS_ID = 2
@@ -34,8 +36,9 @@ BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4
 _RECIPE_VERSION = 1
 
 
-class SentencePieceTokenizer:
-  """A trained SentencePiece model: text <-> ids, plus the ids of its special tokens."""
+class SentencePieceTokenizer(Tokenizer):
+  """A trained SentencePiece model: text <-> ids, plus the ids of its special tokens (those of
+  `special_tokens="bos_eos"` or of `"bert"`; None for the others)."""
 
   def __init__(self, model_proto: bytes, model_path: str | os.PathLike | None = None):
     self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
@@ -52,20 +55,36 @@ class SentencePieceTokenizer:
     return self._processor.get_piece_size()
 
   @property
-  def pad_id(self) -> int:
-    return self._processor.pad_id()
+  def pad_id(self) -> int | None:
+    return _id_or_none(self._processor.pad_id())
 
   @property
   def unk_id(self) -> int:
     return self._processor.unk_id()
 
   @property
-  def bos_id(self) -> int:
-    return self._processor.bos_id()
+  def bos_id(self) -> int | None:
+    return _id_or_none(self._processor.bos_id())
 
   @property
-  def eos_id(self) -> int:
-    return self._processor.eos_id()
+  def eos_id(self) -> int | None:
+    return _id_or_none(self._processor.eos_id())
+
+  @property
+  def cls_id(self) -> int | None:
+    return self._piece_id(BERT_SPECIAL_TOKENS[2])
+
+  @property
+  def sep_id(self) -> int | None:
+    return self._piece_id(BERT_SPECIAL_TOKENS[3])
+
+  @property
+  def mask_id(self) -> int | None:
+    return self._piece_id(BERT_SPECIAL_TOKENS[4])
+
+  def _piece_id(self, piece: str) -> int | None:
+    token_id = self._processor.piece_to_id(piece)  # unk_id for a piece it does not have
+    return token_id if self._processor.id_to_piece(token_id) == piece else None
 
   def encode(self, text: str) -> list[int]:
     return self._processor.encode(text)
@@ -86,6 +105,10 @@ class SentencePieceTokenizer:
 
   def __repr__(self) -> str:
     return f"SentencePieceTokenizer(vocab_size={self.vocab_size}, model_path={self.model_path})"
+
+
+def _id_or_none(token_id: int) -> int | None:
+  return None if token_id < 0 else token_id  # SentencePiece gives -1 for a disabled special
 
 
 def training_options(
