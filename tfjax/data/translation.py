@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tfjax.data import datasets, lm  # noqa: F401  (datasets registers the TFDS builders)
+from tfjax.data import pipeline
 from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes token ids changes.
@@ -105,8 +105,8 @@ class TranslationData:
         raise
       return
     empty = 0
-    for start in range(0, len(source), lm.ENCODE_CHUNK):
-      keys = list(range(start, min(start + lm.ENCODE_CHUNK, len(source))))
+    for start in range(0, len(source), pipeline.ENCODE_CHUNK):
+      keys = list(range(start, min(start + pipeline.ENCODE_CHUNK, len(source))))
       for example in source.__getitems__(keys):
         texts = [_text(example[lang]) for lang in (self.source_lang, self.target_lang)]
         if all(t.strip() for t in texts):
@@ -156,7 +156,7 @@ def _text(value: Any) -> str:
 def _translation_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The prepared TFDS builder; an unknown dataset or language pair gets the list of pairs."""
   try:
-    return lm.prepared_builder(name, data_dir)
+    return pipeline.prepared_builder(name, data_dir)
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
     base = name.split("/")[0]
     try:

@@ -9,11 +9,8 @@ the identity, whitespace is kept as is, and characters outside the vocabulary fa
 import hashlib
 import io
 import itertools
-import json
 import os
 import pathlib
-import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 
@@ -21,6 +18,7 @@ import numpy as np
 import sentencepiece as spm
 from absl import logging
 
+from tfjax.data import cache
 from tfjax.data.tokenizers.base import Tokenizer
 
 PAD_ID = 0
@@ -160,9 +158,8 @@ def tokenizer_path(
   cache_dir: str | os.PathLike, name: str, options: dict[str, object]
 ) -> pathlib.Path:
   """`<cache_dir>/<name>-bpe<vocab>-<hash of options>.model`."""
-  digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
-  safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-  return pathlib.Path(cache_dir) / f"{safe_name}-bpe{options['vocab_size']}-{digest}.model"
+  stem = f"{name}-bpe{options['vocab_size']}"
+  return cache.cache_path(cache_dir, stem, options, ".model", digest_length=12)
 
 
 def train_or_load_tokenizer(
@@ -207,15 +204,6 @@ def train_or_load_tokenizer(
       f"SentencePiece could not train a {vocab_size}-piece tokenizer on {name}: {e}. A corpus "
       "this small may need a smaller vocab_size."
     ) from e
-  _write_atomically(path, model.getvalue())
+  cache.write_atomically(path, lambda f: f.write(model.getvalue()))
   logging.info("Trained tokenizer %s in %.1fs", path, time.perf_counter() - start)
   return SentencePieceTokenizer(model.getvalue(), model_path=path)
-
-
-def _write_atomically(path: pathlib.Path, data: bytes) -> None:
-  """Writes to a temporary file beside `path`, then renames: readers never see half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
-    f.write(data)
-  os.chmod(f.name, 0o644)  # NamedTemporaryFile makes it private; a cache may be shared.
-  os.replace(f.name, path)
