@@ -15,7 +15,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from tfjax import translation
-from tfjax.data import translation as translation_data
+from tfjax.data import seq2seq as translation_data
 from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.training import checkpoint

@@ -1,9 +1,9 @@
-"""Tests for tfjax.data.translation: packing pairs into rows, truncation, batches."""
+"""Tests for tfjax.data.seq2seq: packing pairs into rows, truncation, batches."""
 
 import numpy as np
 import pytest
 
-from tfjax.data import translation
+from tfjax.data import seq2seq as translation
 
 BOS, EOS = 2, 3
 
