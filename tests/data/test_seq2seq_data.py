@@ -52,7 +52,8 @@ def test_any_two_text_fields_are_the_source_and_target(tmp_path, caplog):
   expected = documents(1, 6)
   sources, targets = data.texts("validation")
   # In the data source's order; the pair with an empty side is skipped.
-  assert sorted(zip(sources, targets)) == sorted((d["document"], d["summary"]) for d in expected)
+  pairs = sorted(zip(sources, targets, strict=True))
+  assert pairs == sorted((d["document"], d["summary"]) for d in expected)
   assert "Skipped 1 pairs with an empty side in split 'validation'" in caplog.text
   ids = data.ids("validation")
   assert [data.tokenizer.decode(x) for x in ids.targets] == targets
