@@ -1,7 +1,8 @@
 r"""A small Transformer (Vaswani et al. 2017) translating English to German on a 2-core CPU.
 
 Data: `gettext_translations/en-de`, real human translations of software messages from Debian
-gettext catalogs (tfjax/data/gettext_translations.py; fetched once with `apt-get download`).
+gettext catalogs (tfjax/data/datasets/gettext_translations.py; fetched once with
+`apt-get download`).
 The paper's recipe scaled down: post-LN, sinusoidal positions, one shared 8k sentencepiece
 vocabulary with tied embeddings, label smoothing 0.1, Adam(0.9, 0.98, 1e-9) on the
 inverse-square-root schedule, rows packed to a fixed token count, beam 4 with length penalty

@@ -11,7 +11,7 @@ import pytest
 
 from configs import transformer_base
 from tests.conftest import apply_overrides
-from tfjax.data import translation as translation_data
+from tfjax.data import seq2seq as translation_data
 from tfjax.models import bert, transformer
 from tfjax.models.config import count_params
 from tfjax.models.gpt import GPT, GPTConfig

@@ -6,7 +6,7 @@ import pathlib
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import wiki_vital_articles
+from tfjax.data.datasets import wiki_vital_articles
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from etils import epath
 
+from tests.tiny_datasets import tiny_builder
 from tfjax.data import classification
 
 PAD, UNK, CLS, SEP = 0, 1, 2, 3
@@ -281,38 +281,24 @@ def _texts(builder, split):
   return [source[i]["text"].decode("utf-8") for i in range(len(source))]
 
 
-class TinyPairs(tfds.core.GeneratorBasedBuilder):
-  """Sentence pairs with a ClassLabel, a plain-int field, and a split with an empty hypothesis."""
+def _pair(premise, hypothesis, label, idx):
+  return {"premise": premise, "hypothesis": hypothesis, "label": label, "idx": idx}
 
-  VERSION = tfds.core.Version("1.0.0")
-  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
 
-  def __init__(self, *, file_format=None, **kwargs):
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          "premise": tfds.features.Text(),
-          "hypothesis": tfds.features.Text(),
-          "label": tfds.features.ClassLabel(names=["entailment", "neutral", "contradiction"]),
-          "idx": tfds.features.Scalar(np.int32),
-        }
-      ),
-    )
-
-  def _split_generators(self, dl_manager):
-    rows = [(f"p{i} p", f"h{i}", i % 3) for i in range(12)]
-    return {
-      "train": self._generate_examples(rows),
-      "broken": self._generate_examples([("p", "h", 0), ("p", "", 1)]),
-    }
-
-  def _generate_examples(self, rows):
-    for i, (premise, hypothesis, label) in enumerate(rows):
-      yield i, {"premise": premise, "hypothesis": hypothesis, "label": label, "idx": i}
+# Sentence pairs with a ClassLabel, a plain-int field, and a split with an empty hypothesis.
+tiny_builder(
+  "tiny_pairs",
+  {
+    "premise": tfds.features.Text(),
+    "hypothesis": tfds.features.Text(),
+    "label": tfds.features.ClassLabel(names=["entailment", "neutral", "contradiction"]),
+    "idx": tfds.features.Scalar(np.int32),
+  },
+  {
+    "train": [_pair(f"p{i} p", f"h{i}", i % 3, i) for i in range(12)],
+    "broken": [_pair("p", "h", 0, 0), _pair("p", "", 1, 1)],
+  },
+)
 
 
 def pairs_config(data_dir, **overrides):

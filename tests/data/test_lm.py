@@ -7,8 +7,8 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from etils import epath
 
+from tests.tiny_datasets import tiny_builder
 from tfjax.data import lm
 
 VOCAB = 512
@@ -83,31 +83,16 @@ def test_other_vocab_size_never_reuses_the_token_cache(wiki_lm, wiki_data_dir):
 # --- clear errors ---------------------------------------------------------------------------
 
 
-class TinyText(tfds.core.GeneratorBasedBuilder):
-  """A tiny text dataset with an 'empty' split whose texts are all empty."""
-
-  VERSION = tfds.core.Version("1.0.0")
-  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
-
-  def __init__(self, *, file_format=None, **kwargs):
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-      builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()})
-    )
-
-  def _split_generators(self, dl_manager):
-    words = "the quick brown fox jumps over a lazy dog while seven wizards box nimbly".split()
-    texts = [" ".join(words[i % 7 :] + words[: i % 7]) + f" {i}." for i in range(200)]
-    return {
-      "train": self._generate_examples(texts),
-      "empty": self._generate_examples(["", "", ""]),
-    }
-
-  def _generate_examples(self, texts):
-    for i, text in enumerate(texts):
-      yield i, {"text": text}
+WORDS = "the quick brown fox jumps over a lazy dog while seven wizards box nimbly".split()
+# A tiny text dataset with an 'empty' split whose texts are all empty.
+tiny_builder(
+  "tiny_text",
+  {"text": tfds.features.Text()},
+  {
+    "train": [{"text": " ".join(WORDS[i % 7 :] + WORDS[: i % 7]) + f" {i}."} for i in range(200)],
+    "empty": [{"text": ""}] * 3,
+  },
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from etils import epath
 
+from tests.tiny_datasets import tiny_builder
 from tfjax.data import squad
-from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data.bert_tokenizer import (
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
+from tfjax.data.tokenizers.bert import (
   SentencePieceBertTokenizer,
   WordPieceTokenizer,
   load_bert_tokenizer,
@@ -288,40 +288,26 @@ def test_evaluate_predictions_averages_in_percent():
 # --- TFDS --------------------------------------------------------------------------------------
 
 
-class TinySquad(tfds.core.GeneratorBasedBuilder):
-  """SQuAD's features on a few fact questions; `validation` lists two golds per question."""
+def _squad_examples(golds):
+  for i in range(6):
+    e = fact_example(i, filler=1)
+    answers = {"text": [e.answers[0]] * golds, "answer_start": [e.answer_starts[0]] * golds}
+    texts = {"id": e.id, "title": "t", "context": e.context, "question": e.question}
+    yield {**texts, "answers": answers}
 
-  VERSION = tfds.core.Version("1.0.0")
-  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
 
-  def __init__(self, *, file_format=None, **kwargs):
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          "id": tfds.features.Text(),
-          "title": tfds.features.Text(),
-          "context": tfds.features.Text(),
-          "question": tfds.features.Text(),
-          "answers": tfds.features.Sequence(
-            {"text": tfds.features.Text(), "answer_start": np.int32}
-          ),
-        }
-      ),
-    )
-
-  def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples(1), "validation": self._generate_examples(2)}
-
-  def _generate_examples(self, golds):
-    for i in range(6):
-      e = fact_example(i, filler=1)
-      answers = {"text": [e.answers[0]] * golds, "answer_start": [e.answer_starts[0]] * golds}
-      texts = {"id": e.id, "title": "t", "context": e.context, "question": e.question}
-      yield e.id, {**texts, "answers": answers}
+# SQuAD's features on a few fact questions; `validation` lists two golds per question.
+tiny_builder(
+  "tiny_squad",
+  {
+    "id": tfds.features.Text(),
+    "title": tfds.features.Text(),
+    "context": tfds.features.Text(),
+    "question": tfds.features.Text(),
+    "answers": tfds.features.Sequence({"text": tfds.features.Text(), "answer_start": np.int32}),
+  },
+  {"train": lambda: list(_squad_examples(1)), "validation": lambda: list(_squad_examples(2))},
+)
 
 
 def data_config(data_dir, **overrides) -> ml_collections.ConfigDict:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
+from tfjax.data.tokenizers.bert import WordPieceTokenizer, find_offline_bert_vocab
 from tfjax.hub import bert as bert_hub
 from tfjax.hub import files
 from tfjax.models.bert import HEADS, BertConfig, BertModel

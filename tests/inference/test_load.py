@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax.data.bert_tokenizer import WordPieceTokenizer
-from tfjax.data.gpt2_tokenizer import GPT2Tokenizer
-from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.data.tokenizers.bert import WordPieceTokenizer
+from tfjax.data.tokenizers.gpt2 import GPT2Tokenizer
+from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.inference import load
 from tfjax.models.bert import BertConfig, BertForPreTraining
 from tfjax.models.gpt import GPT, GPTConfig

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax.data.bert_tokenizer import WordPieceTokenizer, find_offline_bert_vocab
+from tfjax.data.tokenizers.bert import WordPieceTokenizer, find_offline_bert_vocab
 from tfjax.hub import bert as bert_hub
 from tfjax.inference import pipelines
 from tfjax.inference.pipelines import encode_texts, features, fill_mask

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint
 

@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfjax.data.translation import Pairs, pack_pairs  # noqa: E402
+from tfjax.data.seq2seq import Pairs, pack_pairs  # noqa: E402
 from tfjax.models.transformer import Transformer, TransformerConfig  # noqa: E402
 from tfjax.nn.partitioning import path_str  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402

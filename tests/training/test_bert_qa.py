@@ -15,7 +15,7 @@ from etils import epath
 
 from configs import bert_tiny_squad
 from tests.conftest import apply_overrides
-from tfjax.data.bert_tokenizer import find_offline_bert_vocab
+from tfjax.data.tokenizers.bert import find_offline_bert_vocab
 from tfjax.models.bert import BertConfig, BertForQuestionAnswering
 from tfjax.training import bert_qa, metrics, trainer
 

@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 from configs import bert_tiny, bert_tiny_sentiment, bert_tiny_topics
 from tests.conftest import apply_overrides
 from tfjax.data import classification
-from tfjax.data.bert_tokenizer import load_bert_tokenizer
+from tfjax.data.tokenizers.bert import load_bert_tokenizer
 from tfjax.hub import bert as bert_hub
 from tfjax.hub import files
 from tfjax.models.bert import BertConfig, BertForSequenceClassification

@@ -13,7 +13,7 @@ from etils import epath
 
 from configs import transformer_tiny
 from tests.conftest import apply_overrides
-from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.inference.seq2seq import translate_texts
 from tfjax.models.transformer import TransformerConfig
 from tfjax.training import checkpoint, metrics, trainer, translation

@@ -2,43 +2,25 @@
 
 One example becomes `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]` for a pair, padded to
 `max_seq_len`, with segment ids 0 for `[CLS] a [SEP]` and 1 for `b [SEP]` (Devlin et al. 2018,
-§3, Fig. 2). Any tokenizer with `encode_batch`, `cls_id`, `sep_id` and `pad_id` works (WordPiece
-for imported checkpoints, sentencepiece for our own). Splits are small (thousands of short texts
+§3, Fig. 2). Any tokenizer with [CLS], [SEP] and [PAD] ids works (WordPiece for imported
+checkpoints, sentencepiece for our own). Splits are small (thousands of short texts
 encode in about a second), so they are encoded in memory on every run, with no cache.
 """
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tfjax.data import (
-  lm,
-  rotten_tomatoes,  # noqa: F401  (registers the builder with TFDS)
-  wiki_topics,  # noqa: F401  (registers the builder with TFDS)
-)
+from tfjax.data import pipeline
+from tfjax.data.tokenizers.base import Tokenizer
 
 # Feature names of a batch; the model's inputs are the first three.
 FEATURES = ("tokens", "segment_ids", "attention_mask", "label", "weights")
-
-
-class Tokenizer(Protocol):
-  """What the encoder needs of a tokenizer (no special tokens added by `encode_batch`)."""
-
-  @property
-  def cls_id(self) -> int: ...
-
-  @property
-  def sep_id(self) -> int: ...
-
-  @property
-  def pad_id(self) -> int: ...
-
-  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,22 +176,9 @@ def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> Class
   eval_split, test_split ("" for none), max_seq_len, truncate. The dataset is prepared once as
   array_record and read with `tfds.data_source` (no TensorFlow).
   """
-  name = data_config.name
-  builder = lm.prepared_builder(name, data_config.tfds_data_dir or None)
-  features = builder.info.features
-  text_fields = [data_config.text_field] + (
-    [data_config.text_pair_field] if data_config.text_pair_field else []
-  )
-  for key, field in (
-    ("text_field", data_config.text_field),
-    ("text_pair_field", data_config.text_pair_field),
-    ("label_field", data_config.label_field),
-  ):
-    if field and field not in features:
-      raise ValueError(
-        f"dataset '{name}' has no feature '{field}'; its features are {list(features.keys())}. "
-        f"Set config.data.{key} to one of them"
-      )
+  fields = {key: data_config[key] for key in ("text_field", "text_pair_field", "label_field")}
+  dataset = pipeline.prepare_dataset(data_config, fields)
+  name, features = dataset.name, dataset.builder.info.features
   label_feature = features[data_config.label_field]
   if not isinstance(label_feature, tfds.features.ClassLabel):
     raise ValueError(
@@ -220,13 +189,8 @@ def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> Class
   label_names = tuple(label_feature.names)
 
   def encode_split(split: str) -> ClassificationExamples:
-    available = list(builder.info.splits.keys())
-    if any(part.split("[")[0].strip() not in available for part in split.split("+")):
-      raise ValueError(f"dataset '{name}' has no split '{split}'; its splits are {available}")
     what = f"split '{split}' of dataset '{name}'"
-    columns = _read_columns(
-      builder.as_data_source(split=split), [*text_fields, data_config.label_field]
-    )
+    columns = _read_columns(dataset.examples(split), [f for f in fields.values() if f])
     if not columns[data_config.text_field]:
       raise ValueError(f"{what} has no examples")
     examples = encode_examples(
@@ -265,23 +229,12 @@ def train_iterator(
 ) -> grain.DatasetIterator:
   """Endless shuffled batches for this process; checkpointable (`get_state()`/`set_state()`).
 
-  As `lm.train_iterator`: a fresh global order each epoch from `seed`, process `i` taking
-  examples `i::process_count` of it; `batch_size` is per process; batches run across epochs.
+  A fresh global order each epoch from `seed`, process `i` taking examples `i::process_count`
+  of it; `batch_size` is per process; batches run across epochs.
   Batches hold FEATURES, with weights 1.
   """
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
-  if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size} must be positive")
-  if len(examples) < process_count:
-    raise ValueError(
-      f"{len(examples)} examples cannot be shared by {process_count} processes; use a larger "
-      "train split"
-    )
-  ds = grain.MapDataset.source(_Rows(examples)).seed(seed).shuffle()[process_index::process_count]
-  ds = ds.repeat().batch(batch_size, drop_remainder=True)
-  # Rows are numpy slices of in-memory arrays: reading threads would only contend.
-  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)))
+  epoch = grain.MapDataset.source(_Rows(examples)).seed(seed).shuffle()
+  return pipeline.train_iterator(epoch, batch_size, process_index, process_count)
 
 
 def eval_batches(examples: ClassificationExamples, batch_size: int) -> list[dict[str, np.ndarray]]:
@@ -327,9 +280,7 @@ def _encode_side(
   tokenizer: Tokenizer, texts: Sequence[str], side: str, name: str
 ) -> list[list[int]]:
   """Token ids of each text (no specials); an empty text is an error naming its example."""
-  ids = []
-  for start in range(0, len(texts), lm.ENCODE_CHUNK):
-    ids.extend(tokenizer.encode_batch(list(texts[start : start + lm.ENCODE_CHUNK])))
+  ids = pipeline.encode_in_chunks(tokenizer.encode_batch, texts)
   for i, text_ids in enumerate(ids):
     if not text_ids:
       raise ValueError(
@@ -339,13 +290,11 @@ def _encode_side(
   return ids
 
 
-def _read_columns(source: Any, fields: Sequence[str]) -> dict[str, list[Any]]:
-  """The values of `fields` of every example of a TFDS data source, in order; text decoded."""
+def _read_columns(examples: Iterable[dict[str, Any]], fields: Sequence[str]) -> dict[str, list]:
+  """The values of `fields` of every example, in order; text decoded."""
   columns: dict[str, list[Any]] = {field: [] for field in fields}
-  for start in range(0, len(source), lm.ENCODE_CHUNK):
-    keys = list(range(start, min(start + lm.ENCODE_CHUNK, len(source))))
-    for example in source.__getitems__(keys):
-      for field in fields:
-        value = example[field]
-        columns[field].append(value.decode("utf-8") if isinstance(value, bytes) else value)
+  for example in examples:
+    for field in fields:
+      value = example[field]
+      columns[field].append(value.decode("utf-8") if isinstance(value, bytes) else value)
   return columns

@@ -1,4 +1,5 @@
-"""Data files that ship inside PyPI packages (DESIGN.md §6), found without importing them."""
+"""Data files that ship inside PyPI packages (the offline corpora and vocabularies), found
+without importing the packages."""
 
 import importlib.metadata
 import pathlib

@@ -6,30 +6,19 @@ Training batches are non-overlapping windows of `seq_len + 1` tokens, shuffled b
 seed and checkpointable through the iterator's `get_state()` / `set_state()`.
 """
 
-import contextlib
-import hashlib
-import io
-import json
-import os
-import pathlib
-import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import logging
-from tensorflow_datasets.core.utils import tqdm_utils
 
-from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data import wiki_vital_articles  # noqa: F401  (registers the builder with TFDS)
+from tfjax.data import cache, pipeline
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes a token stream changes.
 _TOKEN_CACHE_VERSION = 1
-ENCODE_CHUNK = 1024
 
 
 class LMData:
@@ -57,61 +46,33 @@ def prepare_lm_data(data_config: Any, vocab_size: int) -> LMData:
   `data_config` is `config.data` (name, text_field, train_split, eval_split, tfds_data_dir,
   cache_dir, seq_len). Everything is cached, so a second call only memory-maps files.
   """
-  name, text_field = data_config.name, data_config.text_field
-  builder = prepared_builder(name, data_config.tfds_data_dir or None)
-  features = list(builder.info.features.keys())
-  if text_field not in features:
-    raise ValueError(
-      f"dataset '{name}' has no feature '{text_field}'; its features are {features}. Set "
-      "config.data.text_field to the one holding the text."
-    )
-  cache_dir = pathlib.Path(
-    data_config.cache_dir or os.path.join(builder.data_dir_root, "tfjax_cache")
+  text_field = data_config.text_field
+  dataset = pipeline.prepare_dataset(data_config, {"text_field": text_field})
+  check_has_text = lambda split: dataset.check_not_empty(
+    split, dataset.texts(split, text_field), f"text in field '{text_field}'"
   )
-  dataset_id = builder.info.full_name  # name[/config]/version
-
-  def texts(split: str) -> Iterator[str]:
-    try:
-      source = builder.as_data_source(split=split)
-    except ValueError as e:  # TFDS cannot open an empty slice such as "train[:0]"
-      if "0 length" not in str(e):
-        raise
-      return iter(())
-    return iter_texts(source, text_field)
-
-  def check_has_text(split: str) -> None:
-    if not any(texts(split)):
-      raise ValueError(f"split '{split}' of dataset '{name}' has no text in field '{text_field}'")
-
   train_split = data_config.train_split
   check_has_text(train_split)
-  corpus_name = f"{dataset_id}-{train_split}-{text_field}"
   tokenizer = tokenizer_lib.train_or_load_tokenizer(
-    texts(train_split),
+    dataset.texts(train_split, text_field),
     vocab_size=vocab_size,
-    cache_dir=cache_dir / "tokenizers",
-    name=corpus_name,
+    cache_dir=dataset.cache_dir / "tokenizers",
+    name=f"{dataset.id}-{train_split}-{text_field}",
   )
 
   def tokenize_split(split: str) -> np.ndarray:
     key = dict(
-      version=_TOKEN_CACHE_VERSION,
-      dataset=dataset_id,
-      split=split,
-      text_field=text_field,
-      tokenizer_sha256=tokenizer.sha256,
+      version=_TOKEN_CACHE_VERSION, text_field=text_field, tokenizer_sha256=tokenizer.sha256
     )
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset_id}-{split}-{text_field}")
-    path = cache_dir / "tokens" / f"{stem}-{digest}.npy"
+    path = dataset.split_cache_path("tokens", split, [text_field], key, ".npy")
     if not path.exists():
       check_has_text(split)
       start = time.perf_counter()
-      stream = encode_stream(tokenizer, texts(split))
-      save_npy_atomically(path, stream)
+      stream = encode_stream(tokenizer, dataset.texts(split, text_field))
+      cache.write_atomically(path, lambda f: np.save(f, stream))
       logging.info(
         "Tokenized %s split %s: %d tokens in %.1fs -> %s",
-        dataset_id,
+        dataset.id,
         split,
         stream.size,
         time.perf_counter() - start,
@@ -124,7 +85,7 @@ def prepare_lm_data(data_config: Any, vocab_size: int) -> LMData:
   for split in dict.fromkeys((train_split, data_config.eval_split)):
     tokens = data.tokens(split)
     if seq_len is not None:
-      _check_long_enough(tokens, seq_len, f"split '{split}' of dataset '{name}'")
+      _check_long_enough(tokens, seq_len, f"split '{split}' of dataset '{dataset.name}'")
   return data
 
 
@@ -143,7 +104,7 @@ def encode_stream(
   for text in texts:
     if text:
       batch.append(text)
-      if len(batch) == ENCODE_CHUNK:
+      if len(batch) == pipeline.ENCODE_CHUNK:
         flush()
   flush()
   return np.concatenate(chunks) if chunks else np.zeros((0,), np.int32)
@@ -187,20 +148,15 @@ def train_iterator(
   takes windows `i::process_count` of that order, so processes never share a window within an
   epoch. `batch_size` is the per-process batch size; incomplete batches are dropped.
   """
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
-  if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size} must be positive")
   windows = window_dataset(tokens, seq_len)
-  if len(windows) < process_count:
-    raise ValueError(
-      f"{len(windows)} windows of {seq_len + 1} tokens cannot be shared by {process_count} "
-      "processes; use a smaller seq_len or a larger split"
-    )
-  ds = windows.seed(seed).shuffle()[process_index::process_count]
-  ds = ds.repeat().batch(batch_size, drop_remainder=True)
-  # The windows are numpy slices of an in-memory stream: reading threads would only contend.
-  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)))
+  return pipeline.train_iterator(
+    windows.seed(seed).shuffle(),
+    batch_size,
+    process_index,
+    process_count,
+    what=f"windows of {seq_len + 1} tokens",
+    fix="use a smaller seq_len or a larger split",
+  )
 
 
 def eval_batches(
@@ -208,13 +164,13 @@ def eval_batches(
 ) -> list[dict[str, np.ndarray]]:
   """The first `max_batches` full batches of windows, in stream order (fewer if the split is
   short): the same tokens on every evaluation."""
-  ds = window_dataset(tokens, seq_len).batch(batch_size, drop_remainder=True)
-  if len(ds) == 0:
+  batches = pipeline.first_batches(window_dataset(tokens, seq_len), batch_size, max_batches)
+  if not batches:
     raise ValueError(
       f"the token stream ({len(tokens)} tokens) holds fewer than batch_size={batch_size} windows "
       f"of {seq_len + 1} tokens; lower train.batch_size or data.seq_len"
     )
-  return [ds[i] for i in range(min(len(ds), max_batches))]
+  return batches
 
 
 def unigram_perplexity(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> float:
@@ -235,48 +191,6 @@ def unigram_perplexity(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_
   return float(np.exp(-log_probs[eval_tokens].mean()))
 
 
-# --- helpers -------------------------------------------------------------------------------
-
-
-def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of `name`, prepared once as array_record (readable without TensorFlow)."""
-  builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
-  # TFDS prints and draws progress bars while preparing; the library only logs.
-  start = time.perf_counter()
-  out = io.StringIO()
-  with contextlib.redirect_stdout(out), _no_tfds_progress_bar():
-    builder.download_and_prepare()
-  if out.getvalue().strip():
-    logging.info("%s (%.1fs)", out.getvalue().strip(), time.perf_counter() - start)
-  file_format = builder.info.file_format
-  if file_format is not None and str(getattr(file_format, "value", file_format)) != "array_record":
-    raise ValueError(
-      f"dataset '{name}' in {builder.data_dir} was prepared as {file_format}, which "
-      "tfds.data_source cannot read; prepare it again with file_format='array_record' in another "
-      "tfds_data_dir"
-    )
-  return builder
-
-
-@contextlib.contextmanager
-def _no_tfds_progress_bar() -> Iterator[None]:
-  was_active = getattr(tqdm_utils, "_active", True)
-  tfds.display_progress_bar(False)
-  try:
-    yield
-  finally:
-    tfds.display_progress_bar(was_active)
-
-
-def iter_texts(source: Any, text_field: str) -> Iterator[str]:
-  """The texts of a TFDS data source, in its order, decoded from bytes."""
-  for start in range(0, len(source), ENCODE_CHUNK):
-    keys = list(range(start, min(start + ENCODE_CHUNK, len(source))))
-    for example in source.__getitems__(keys):
-      text = example[text_field]
-      yield text.decode("utf-8") if isinstance(text, bytes) else str(text)
-
-
 def _check_long_enough(tokens: np.ndarray, seq_len: int, what: str) -> None:
   if seq_len < 1:
     raise ValueError(f"seq_len={seq_len} must be positive")
@@ -285,12 +199,3 @@ def _check_long_enough(tokens: np.ndarray, seq_len: int, what: str) -> None:
       f"{what} has {len(tokens)} tokens, fewer than the {seq_len + 1} of one window "
       f"(seq_len + 1); use a smaller seq_len or a larger split"
     )
-
-
-def save_npy_atomically(path: pathlib.Path, array: np.ndarray) -> None:
-  """Saves to a temporary file beside `path`, then renames: readers never see half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
-    np.save(f, array)
-  os.chmod(f.name, 0o644)
-  os.replace(f.name, path)

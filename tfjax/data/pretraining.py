@@ -11,9 +11,6 @@ and the grain iterator still resumes exactly from its state.
 """
 
 import dataclasses
-import hashlib
-import json
-import os
 import pathlib
 import re
 import time
@@ -24,11 +21,9 @@ import grain
 import numpy as np
 from absl import logging
 
-from tfjax.data import bert_tokenizer
-from tfjax.data import tokenizer as tokenizer_lib
-
-# The TFDS helpers of the LM pipeline, shared.
-from tfjax.data.lm import iter_texts, prepared_builder, save_npy_atomically
+from tfjax.data import cache, pipeline
+from tfjax.data.tokenizers import bert as bert_tokenizer
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes sentences of ids changes.
 _CACHE_VERSION = 1
@@ -147,35 +142,13 @@ def prepare_pretraining_data(data_config: Any, vocab_size: int) -> PretrainingDa
   "bert-base-uncased": its vocab.txt, installed offline; or a path to a vocab.txt, a
   SentencePiece .model or a directory holding one), lowercase (for a vocab.txt; default True).
   """
-  name, text_field = data_config.name, data_config.text_field
-  builder = prepared_builder(name, data_config.tfds_data_dir or None)
-  features = list(builder.info.features.keys())
-  if text_field not in features:
-    raise ValueError(
-      f"dataset '{name}' has no feature '{text_field}'; its features are {features}. Set "
-      "config.data.text_field to the one holding the text."
-    )
-  cache_dir = pathlib.Path(
-    data_config.cache_dir or os.path.join(builder.data_dir_root, "tfjax_cache")
+  text_field = data_config.text_field
+  dataset = pipeline.prepare_dataset(data_config, {"text_field": text_field})
+  check_has_text = lambda split: dataset.check_not_empty(
+    split, dataset.texts(split, text_field), f"text in field '{text_field}'"
   )
-  dataset_id = builder.info.full_name
-
-  def texts(split: str) -> Iterator[str]:
-    try:
-      source = builder.as_data_source(split=split)
-    except ValueError as e:  # TFDS cannot open an empty slice such as "train[:0]"
-      if "0 length" not in str(e):
-        raise
-      return iter(())
-    return iter_texts(source, text_field)
-
-  tokenizer = _make_tokenizer(
-    data_config,
-    vocab_size,
-    texts,
-    cache_dir,
-    f"{dataset_id}-{data_config.train_split}-{text_field}",
-  )
+  check_has_text(data_config.train_split)
+  tokenizer = _make_tokenizer(data_config, vocab_size, dataset)
   if tokenizer.vocab_size > vocab_size:
     raise ValueError(
       f"the tokenizer has {tokenizer.vocab_size} ids but model.vocab_size={vocab_size}; set "
@@ -183,27 +156,19 @@ def prepare_pretraining_data(data_config: Any, vocab_size: int) -> PretrainingDa
     )
 
   def tokenize_split(split: str) -> TokenizedDocuments:
-    key = dict(
-      version=_CACHE_VERSION,
-      dataset=dataset_id,
-      split=split,
-      text_field=text_field,
-      tokenizer_sha256=tokenizer.sha256,
-    )
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset_id}-{split}-{text_field}")
-    directory = cache_dir / "pretraining" / f"{stem}-{digest}"
+    key = dict(version=_CACHE_VERSION, text_field=text_field, tokenizer_sha256=tokenizer.sha256)
+    directory = dataset.split_cache_path("pretraining", split, [text_field], key)
     names = [f.name for f in dataclasses.fields(TokenizedDocuments)]
     if not (directory / "tokens.npy").exists():  # written last: the others are complete
+      check_has_text(split)
       start = time.perf_counter()
-      documents = tokenize_documents(tokenizer, texts(split))
-      if documents.num_documents == 0:
-        raise ValueError(f"split '{split}' of dataset '{name}' has no text in field '{text_field}'")
+      documents = tokenize_documents(tokenizer, dataset.texts(split, text_field))
       for field in reversed(names):
-        save_npy_atomically(directory / f"{field}.npy", getattr(documents, field))
+        array = getattr(documents, field)
+        cache.write_atomically(directory / f"{field}.npy", lambda f, a=array: np.save(f, a))
       logging.info(
         "Tokenized %s split %s: %d documents, %d sentences, %d tokens in %.1fs -> %s",
-        dataset_id,
+        dataset.id,
         split,
         documents.num_documents,
         documents.num_sentences,
@@ -220,15 +185,16 @@ def prepare_pretraining_data(data_config: Any, vocab_size: int) -> PretrainingDa
 
 
 def _make_tokenizer(
-  data_config: Any, vocab_size: int, texts: Any, cache_dir: pathlib.Path, corpus_name: str
+  data_config: Any, vocab_size: int, dataset: pipeline.PreparedDataset
 ) -> bert_tokenizer.BertTokenizer:
   choice = str(data_config.get("tokenizer", "sentencepiece"))
   if choice == "sentencepiece":
+    split, field = data_config.train_split, data_config.text_field
     sentencepiece = tokenizer_lib.train_or_load_tokenizer(
-      texts(data_config.train_split),
+      dataset.texts(split, field),
       vocab_size=vocab_size,
-      cache_dir=cache_dir / "tokenizers",
-      name=corpus_name,
+      cache_dir=dataset.cache_dir / "tokenizers",
+      name=f"{dataset.id}-{split}-{field}",
       special_tokens="bert",
     )
     return bert_tokenizer.SentencePieceBertTokenizer(sentencepiece)
@@ -453,20 +419,10 @@ def train_iterator(
   a record within an epoch. `batch_size` is per process; incomplete batches are dropped. The
   example options are read from `data_config` (see `PretrainingOptions`).
   """
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
-  if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size} must be positive")
   documents = data.documents(data_config.train_split)
   options = PretrainingOptions.from_config(data_config)
   ds = pretraining_dataset(documents, data.tokenizer, options, seed=seed, shuffle=True)
-  if len(ds) < process_count:
-    raise ValueError(
-      f"{len(ds)} records cannot be shared by {process_count} processes; use a larger split"
-    )
-  ds = ds[process_index::process_count].repeat().batch(batch_size, drop_remainder=True)
-  # Examples are made in the calling thread, so the iterator state is the position alone.
-  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)))
+  return pipeline.train_iterator(ds, batch_size, process_index, process_count, what="records")
 
 
 def eval_batches(
@@ -481,10 +437,10 @@ def eval_batches(
   split = data_config.eval_split
   options = PretrainingOptions.from_config(data_config)
   ds = pretraining_dataset(data.documents(split), data.tokenizer, options, seed=seed)
-  ds = ds.batch(batch_size, drop_remainder=True)
-  if len(ds) == 0:
+  batches = pipeline.first_batches(ds, batch_size, max_batches)
+  if not batches:
     raise ValueError(
       f"split '{split}' makes fewer than batch_size={batch_size} examples; lower the batch size "
       "or use a larger eval split"
     )
-  return [ds[i] for i in range(min(len(ds), max_batches))]
+  return batches

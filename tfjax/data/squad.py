@@ -18,17 +18,20 @@ import collections
 import dataclasses
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from absl import logging
 
-from tfjax.data import bert_tokenizer, lm
-from tfjax.data.classification import Tokenizer
+from tfjax.data import pipeline
+from tfjax.data.tokenizers import bert as bert_tokenizer
+from tfjax.data.tokenizers.base import Tokenizer
 
 # Feature names of a batch; the model's inputs are the first three.
 FEATURES = ("tokens", "segment_ids", "attention_mask", "start_position", "end_position", "weights")
+# The config keys naming the TFDS features read (squad's: id, question, context, answers).
+FIELD_KEYS = ("id_field", "question_field", "context_field", "answers_field")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,10 +228,12 @@ def encode_examples(
       f"max_query_length={max_query_length} tokens and 3 special tokens; use max_query_length "
       f"<= {max_seq_len - 4} (Google's run_squad.py: 384 and 64)"
     )
-  questions = _encode_in_chunks(tokenizer, [e.question for e in examples])
+  questions = pipeline.encode_in_chunks(tokenizer.encode_batch, [e.question for e in examples])
   unique_contexts = list(dict.fromkeys(e.context for e in examples))  # a paragraph, many questions
   context_index = {c: i for i, c in enumerate(unique_contexts)}
-  contexts = _encode_in_chunks(tokenizer, unique_contexts, with_offsets=True)
+  contexts = pipeline.encode_in_chunks(
+    lambda chunk: encode_with_offsets(tokenizer, chunk), unique_contexts
+  )
 
   rows: list[tuple[int, ...]] = []  # example, length, context offset/length, doc start, labels
   tokens_list: list[list[int]] = []
@@ -285,17 +290,6 @@ def _answer_tokens(example: SquadExample, offsets: np.ndarray) -> tuple[int, int
   return first, last
 
 
-def _encode_in_chunks(tokenizer: Any, texts: list[str], with_offsets: bool = False) -> list[Any]:
-  encoded = []
-  for start in range(0, len(texts), lm.ENCODE_CHUNK):
-    chunk = texts[start : start + lm.ENCODE_CHUNK]
-    if with_offsets:
-      encoded.extend(encode_with_offsets(tokenizer, chunk))
-    else:
-      encoded.extend(tokenizer.encode_batch(chunk))
-  return encoded
-
-
 # ------------------------------------------------------------------------------ TFDS
 
 
@@ -305,30 +299,23 @@ class SquadData:
   eval: SquadFeatures
 
 
-def read_examples(source: Any, data_config: Any) -> list[SquadExample]:
-  """The SquadExamples of a TFDS data source (squad's features: id, context, question, answers
-  {text, answer_start}), field names from `data_config`, in the source's order."""
-  fields = (
-    data_config.id_field,
-    data_config.question_field,
-    data_config.context_field,
-    data_config.answers_field,
-  )
-  text = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)
+def read_examples(source: Iterable[dict[str, Any]], data_config: Any) -> list[SquadExample]:
+  """The SquadExamples of TFDS examples (squad's features: id, context, question, answers
+  {text, answer_start}), field names from `data_config`, in order."""
+  fields = [data_config[key] for key in FIELD_KEYS]
+  text = pipeline.as_text
   examples = []
-  for start in range(0, len(source), lm.ENCODE_CHUNK):
-    keys = list(range(start, min(start + lm.ENCODE_CHUNK, len(source))))
-    for example in source.__getitems__(keys):
-      id_, question, context, answers = (example[f] for f in fields)
-      examples.append(
-        SquadExample(
-          id=text(id_),
-          question=text(question),
-          context=text(context),
-          answers=tuple(text(a) for a in answers["text"]),
-          answer_starts=tuple(int(s) for s in answers["answer_start"]),
-        )
+  for example in source:
+    id_, question, context, answers = (example[f] for f in fields)
+    examples.append(
+      SquadExample(
+        id=text(id_),
+        question=text(question),
+        context=text(context),
+        answers=tuple(text(a) for a in answers["text"]),
+        answer_starts=tuple(int(s) for s in answers["answer_start"]),
       )
+    )
   return examples
 
 
@@ -339,22 +326,12 @@ def prepare_squad_data(data_config: Any, tokenizer: Tokenizer) -> SquadData:
   answers_field (a sequence of {text, answer_start}), train_split, eval_split, max_seq_len,
   doc_stride, max_query_length. Prepared once as array_record, read with `tfds.data_source`.
   """
-  name = data_config.name
-  builder = lm.prepared_builder(name, data_config.tfds_data_dir or None)
-  features = builder.info.features
-  for key in ("id_field", "question_field", "context_field", "answers_field"):
-    if data_config[key] not in features:
-      raise ValueError(
-        f"dataset '{name}' has no feature '{data_config[key]}'; its features are "
-        f"{list(features.keys())}. Set config.data.{key} to one of them"
-      )
+  dataset = pipeline.prepare_dataset(data_config, {key: data_config[key] for key in FIELD_KEYS})
+  name = dataset.name
 
   def encode_split(split: str) -> SquadFeatures:
-    available = list(builder.info.splits.keys())
-    if any(part.split("[")[0].strip() not in available for part in split.split("+")):
-      raise ValueError(f"dataset '{name}' has no split '{split}'; its splits are {available}")
     what = f"split '{split}' of dataset '{name}'"
-    examples = read_examples(builder.as_data_source(split=split), data_config)
+    examples = read_examples(dataset.examples(split), data_config)
     encoded = encode_examples(
       tokenizer,
       examples,

@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from tfjax.data import bert_tokenizer, gpt2_tokenizer
-from tfjax.data.tokenizer import SentencePieceTokenizer
+from tfjax.data.tokenizers import bert as bert_tokenizer
+from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
+from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.hub import bert as bert_hub
 from tfjax.hub import gpt2
 from tfjax.models.bert import BertConfig, BertForPreTraining

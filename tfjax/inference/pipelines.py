@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax.data.bert_tokenizer import BertTokenizer
+from tfjax.data.tokenizers.bert import BertTokenizer
 from tfjax.models.bert import (
   BertConfig,
   BertForPreTraining,

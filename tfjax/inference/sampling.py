@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tfjax.data.tokenizers.base import Tokenizer
 from tfjax.inference import search
-from tfjax.inference.tokenizer import TextTokenizer
 from tfjax.models.gpt import GPT, GPTConfig
 
 Array = jax.Array
@@ -344,7 +344,7 @@ def _generate(
 def complete_texts(
   model_config: GPTConfig,
   params: Any,
-  tokenizer: TextTokenizer,
+  tokenizer: Tokenizer,
   prompts: Sequence[str],
   *,
   max_new_tokens: int,

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from tfjax.data.tokenizers.base import Tokenizer
 from tfjax.inference import search
-from tfjax.inference.tokenizer import Seq2SeqTokenizer
 from tfjax.models.transformer import Transformer, TransformerConfig
 
 Array = jax.Array
@@ -151,7 +151,7 @@ def translate_ids(
 def translate_texts(
   config: TransformerConfig,
   params: Any,
-  tokenizer: Seq2SeqTokenizer,
+  tokenizer: Tokenizer,
   texts: Sequence[str],
   *,
   truncate: bool = True,

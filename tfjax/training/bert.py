@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax.data import bert_tokenizer, classification, pretraining
+from tfjax.data import classification, pretraining
+from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.inference import load, pipelines
 from tfjax.models.bert import BertConfig, BertForPreTraining, BertForSequenceClassification
 from tfjax.training.metrics import transformer_flops_per_token

@@ -14,8 +14,8 @@ import sacrebleu
 from absl import logging
 from jax.experimental import multihost_utils
 
-from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data import translation as translation_data
+from tfjax.data import seq2seq as translation_data
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 from tfjax.inference import seq2seq
 from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.training import checkpoint

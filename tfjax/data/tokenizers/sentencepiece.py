@@ -9,17 +9,17 @@ the identity, whitespace is kept as is, and characters outside the vocabulary fa
 import hashlib
 import io
 import itertools
-import json
 import os
 import pathlib
-import re
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
 from absl import logging
+
+from tfjax.data import cache
+from tfjax.data.tokenizers.base import Tokenizer
 
 PAD_ID = 0
 UNK_ID = 1
@@ -34,8 +34,9 @@ BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4
 _RECIPE_VERSION = 1
 
 
-class SentencePieceTokenizer:
-  """A trained SentencePiece model: text <-> ids, plus the ids of its special tokens."""
+class SentencePieceTokenizer(Tokenizer):
+  """A trained SentencePiece model: text <-> ids, plus the ids of its special tokens (those of
+  `special_tokens="bos_eos"` or of `"bert"`; None for the others)."""
 
   def __init__(self, model_proto: bytes, model_path: str | os.PathLike | None = None):
     self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
@@ -52,20 +53,36 @@ class SentencePieceTokenizer:
     return self._processor.get_piece_size()
 
   @property
-  def pad_id(self) -> int:
-    return self._processor.pad_id()
+  def pad_id(self) -> int | None:
+    return _id_or_none(self._processor.pad_id())
 
   @property
   def unk_id(self) -> int:
     return self._processor.unk_id()
 
   @property
-  def bos_id(self) -> int:
-    return self._processor.bos_id()
+  def bos_id(self) -> int | None:
+    return _id_or_none(self._processor.bos_id())
 
   @property
-  def eos_id(self) -> int:
-    return self._processor.eos_id()
+  def eos_id(self) -> int | None:
+    return _id_or_none(self._processor.eos_id())
+
+  @property
+  def cls_id(self) -> int | None:
+    return self._piece_id(BERT_SPECIAL_TOKENS[2])
+
+  @property
+  def sep_id(self) -> int | None:
+    return self._piece_id(BERT_SPECIAL_TOKENS[3])
+
+  @property
+  def mask_id(self) -> int | None:
+    return self._piece_id(BERT_SPECIAL_TOKENS[4])
+
+  def _piece_id(self, piece: str) -> int | None:
+    token_id = self._processor.piece_to_id(piece)  # unk_id for a piece it does not have
+    return token_id if self._processor.id_to_piece(token_id) == piece else None
 
   def encode(self, text: str) -> list[int]:
     return self._processor.encode(text)
@@ -86,6 +103,10 @@ class SentencePieceTokenizer:
 
   def __repr__(self) -> str:
     return f"SentencePieceTokenizer(vocab_size={self.vocab_size}, model_path={self.model_path})"
+
+
+def _id_or_none(token_id: int) -> int | None:
+  return None if token_id < 0 else token_id  # SentencePiece gives -1 for a disabled special
 
 
 def training_options(
@@ -137,9 +158,8 @@ def tokenizer_path(
   cache_dir: str | os.PathLike, name: str, options: dict[str, object]
 ) -> pathlib.Path:
   """`<cache_dir>/<name>-bpe<vocab>-<hash of options>.model`."""
-  digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
-  safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-  return pathlib.Path(cache_dir) / f"{safe_name}-bpe{options['vocab_size']}-{digest}.model"
+  stem = f"{name}-bpe{options['vocab_size']}"
+  return cache.cache_path(cache_dir, stem, options, ".model", digest_length=12)
 
 
 def train_or_load_tokenizer(
@@ -184,15 +204,6 @@ def train_or_load_tokenizer(
       f"SentencePiece could not train a {vocab_size}-piece tokenizer on {name}: {e}. A corpus "
       "this small may need a smaller vocab_size."
     ) from e
-  _write_atomically(path, model.getvalue())
+  cache.write_atomically(path, lambda f: f.write(model.getvalue()))
   logging.info("Trained tokenizer %s in %.1fs", path, time.perf_counter() - start)
   return SentencePieceTokenizer(model.getvalue(), model_path=path)
-
-
-def _write_atomically(path: pathlib.Path, data: bytes) -> None:
-  """Writes to a temporary file beside `path`, then renames: readers never see half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
-    f.write(data)
-  os.chmod(f.name, 0o644)  # NamedTemporaryFile makes it private; a cache may be shared.
-  os.replace(f.name, path)

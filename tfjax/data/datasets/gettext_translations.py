@@ -43,13 +43,12 @@ import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
-from tfjax.data.splits import hash_split
+from tfjax.data.datasets.builder import OfflineBuilder
 
 PACKAGES = (
   "gcc-12-locales",
@@ -68,10 +67,6 @@ MIN_ENGLISH_WORDS = 4
 # reordered, merged or left out in translation, and they would not fit a small model's
 # max_len (64 words is about 100 subword tokens).
 MAX_WORDS = 64
-
-# Per-mille boundaries of the per-sentence split: 95% train, 2.5% validation, 2.5% test.
-_TRAIN_PER_MILLE = 950
-_VALIDATION_PER_MILLE = 975
 
 # Placeholders and markup that a model cannot translate as text: printf (`%s`, `%<...%>` in
 # GCC), brace and dollar formats (`{0}`, `$(ARG1)`, `$1`), tags and entities (`<b>`, `&lt;`),
@@ -322,11 +317,6 @@ def pairs_from_debs(deb_paths: Iterable[epath.PathLike], language: str) -> list[
   return pairs
 
 
-def split_of(english: str) -> str:
-  """The split of a pair, from a stable hash of its English sentence."""
-  return hash_split(english, _TRAIN_PER_MILLE, _VALIDATION_PER_MILLE)
-
-
 def example_key(english: str) -> str:
   """A stable key: the English sentence is unique after `dedupe`."""
   return hashlib.sha256(english.encode("utf-8")).hexdigest()[:24]
@@ -341,8 +331,11 @@ class GettextConfig(tfds.core.BuilderConfig):
   language: str = "de"  # The non-English side.
 
 
-class GettextTranslations(tfds.core.GeneratorBasedBuilder):
-  """English-German / English-French pairs from Debian's gettext catalogs."""
+class GettextTranslations(OfflineBuilder):
+  """Human translations of software messages (GCC, Freeciv, GnuCash, GIMP, LibreOffice) from the
+  gettext catalogs of Debian packages: placeholders and markup dropped, accelerator marks
+  removed, English of 4 to 64 words, one translation per English sentence. Splits 95/2.5/2.5
+  from a SHA-256 of the English sentence."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: Debian bookworm catalogs, 95/2.5/2.5 by English."}
@@ -354,29 +347,17 @@ class GettextTranslations(tfds.core.GeneratorBasedBuilder):
     "Optional: put the .deb files of `apt-get download <packages>` here to build offline; "
     f"packages: {' '.join(PACKAGES)}."
   )
-  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
+  HOMEPAGE = "https://www.gnu.org/software/gettext/"
+  LICENSE = "GPL-2.0-or-later / GPL-3.0-or-later / MPL-2.0, per package (see the docstring)"
+  SPLIT_PER_MILLE = (950, 975)  # 95% train, 2.5% validation, 2.5% test.
 
-  def __init__(self, *, file_format: str | None = None, **kwargs: Any):
-    # array_record by default: readable by `tfds.data_source` without TensorFlow.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
+  def _features(self) -> tfds.features.Translation:
+    return tfds.features.Translation(languages=("en", self.builder_config.language))
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    language = self.builder_config.language
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description=(
-        "Human translations of software messages (GCC, Freeciv, GnuCash, GIMP, LibreOffice) "
-        "from the gettext catalogs of Debian packages: placeholders and markup dropped, "
-        "accelerator marks removed, English of 4 to 64 words, one translation per English "
-        "sentence. Splits 95/2.5/2.5 from a SHA-256 of the English sentence."
-      ),
-      features=tfds.features.Translation(languages=("en", language)),
-      supervised_keys=("en", language),
-      homepage="https://www.gnu.org/software/gettext/",
-      license="GPL-2.0-or-later / GPL-3.0-or-later / MPL-2.0, per package (see the docstring)",
-    )
+  def _supervised_keys(self) -> tuple[str, str]:
+    return ("en", self.builder_config.language)
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+  def _examples(self, dl_manager: tfds.download.DownloadManager) -> Iterator[tuple[str, str, dict]]:
     language = self.builder_config.language
     packages = packages_for(language)
     download_dir = dl_manager.download_dir / "gettext_debs"
@@ -385,14 +366,5 @@ class GettextTranslations(tfds.core.GeneratorBasedBuilder):
     except AssertionError:  # No manual dir, or an empty one.
       manual_dir = []
     debs = find_debs(packages, [*manual_dir, download_dir]) or download_debs(packages, download_dir)
-    pairs = pairs_from_debs(debs, language)
-    return {
-      split: self._generate_examples([p for p in pairs if split_of(p[0]) == split], language)
-      for split in ("train", "validation", "test")
-    }
-
-  def _generate_examples(
-    self, pairs: list[tuple[str, str]], language: str
-  ) -> Iterator[tuple[str, dict[str, str]]]:
-    for english, translation in pairs:
-      yield example_key(english), {"en": english, language: translation}
+    for english, translation in pairs_from_debs(debs, language):
+      yield self.split_of(english), example_key(english), {"en": english, language: translation}

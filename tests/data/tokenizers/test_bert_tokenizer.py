@@ -7,9 +7,9 @@ import pathlib
 import pytest
 from tokenizers import Tokenizer
 
-from tfjax.data import bert_tokenizer
-from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data.bert_tokenizer import (
+from tfjax.data.tokenizers import bert as bert_tokenizer
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
+from tfjax.data.tokenizers.bert import (
   SentencePieceBertTokenizer,
   WordPieceTokenizer,
   find_offline_bert_vocab,

@@ -1,5 +1,5 @@
-"""Translation input pipeline: TFDS sentence pairs -> one shared SentencePiece vocabulary ->
-cached token ids -> rows packed with several pairs -> grain batches of a fixed token count.
+"""Sequence-to-sequence input pipeline: TFDS text pairs -> one shared SentencePiece vocabulary
+-> cached token ids -> rows packed with several pairs -> grain batches of a fixed token count.
 
 The paper batches "by approximate sequence length ... approximately 25000 source tokens and
 25000 target tokens" (Vaswani et al. 2017, §5.1). We pack instead (as Flax's examples/wmt and
@@ -8,17 +8,14 @@ segment id, so every batch is `batch_size * max_len` token slots with little pad
 step has the same shapes (one compilation, any parallel mode). The model keeps attention inside
 each pair (tfjax.models.transformer).
 
-A dataset is any TFDS translation dataset whose examples are {language: text}:
-`gettext_translations/en-de` (offline, tfjax.data.gettext_translations) or, online,
-`wmt14_translate/de-en`, `wmt17_translate/de-en`, ...
+A dataset is any TFDS dataset of text pairs. The source and target are the features named by
+`data.source_field` and `data.target_field` (a document and its summary, an instruction and its
+response), by default the languages `data.source_lang` and `data.target_lang` of a translation
+dataset, whose examples are {language: text}: `gettext_translations/en-de` (offline,
+tfjax.data.datasets.gettext_translations) or, online, `wmt14_translate/de-en`, ...
 """
 
 import dataclasses
-import hashlib
-import json
-import os
-import pathlib
-import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -28,9 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tfjax.data import lm
-from tfjax.data import tokenizer as tokenizer_lib
-from tfjax.data.gettext_translations import GettextTranslations  # noqa: F401 (registers it)
+from tfjax.data import cache, pipeline
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes token ids changes.
 _TOKEN_CACHE_VERSION = 1
@@ -57,33 +53,32 @@ class Pairs:
 
 
 class TranslationData:
-  """The shared tokenizer, and the texts and token ids of each split (ids cached on disk)."""
+  """The shared tokenizer, and the texts and token ids of each split (ids cached on disk).
+
+  `data_config` is `config.data`: name, tfds_data_dir, cache_dir, train_split, and the two sides
+  (see the module docstring): source_field and target_field, or source_lang and target_lang.
+  """
 
   def __init__(self, data_config: Any, vocab_size: int):
     cfg = data_config
-    self.source_lang, self.target_lang = cfg.source_lang, cfg.target_lang
-    self._builder = _translation_builder(cfg.name, cfg.tfds_data_dir or None)
-    _check_languages(cfg.name, self._builder, cfg.source_lang, cfg.target_lang)
-    self._cache_dir = pathlib.Path(
-      cfg.cache_dir or os.path.join(self._builder.data_dir_root, "tfjax_cache")
-    )
-    self.dataset_id = self._builder.info.full_name  # name/config/version
+    self.dataset = _prepare_dataset(cfg)
+    sides = _sides(cfg)
+    _check_sides(self.dataset, sides)
+    (_, self.source_field), (_, self.target_field) = sides
     self._ids: dict[str, Pairs] = {}
     train_split = cfg.train_split
-    if not any(True for _ in self._pairs_of_texts(train_split)):
-      raise ValueError(f"split '{train_split}' of dataset '{cfg.name}' has no sentence pairs")
+    self.dataset.check_not_empty(train_split, self._pairs_of_texts(train_split), "sentence pairs")
 
-    def both_sides() -> Iterator[str]:  # one vocabulary for both languages (§5.1)
+    def both_sides() -> Iterator[str]:  # one vocabulary for both sides (§5.1)
       for source, target in self._pairs_of_texts(train_split):
         yield source
         yield target
 
-    langs = f"{cfg.source_lang}+{cfg.target_lang}"
     self.tokenizer = tokenizer_lib.train_or_load_tokenizer(
       both_sides(),
       vocab_size=vocab_size,
-      cache_dir=self._cache_dir / "tokenizers",
-      name=f"{self.dataset_id}-{train_split}-{langs}",
+      cache_dir=self.dataset.cache_dir / "tokenizers",
+      name=f"{self.dataset.id}-{train_split}-{self.source_field}+{self.target_field}",
     )
 
   def texts(self, split: str) -> tuple[list[str], list[str]]:
@@ -99,48 +94,35 @@ class TranslationData:
 
   def _pairs_of_texts(self, split: str) -> Iterator[tuple[str, str]]:
     """(source, target) texts; pairs with an empty side are skipped, and counted in the log."""
-    try:
-      source = self._builder.as_data_source(split=split)
-    except ValueError as e:  # TFDS cannot open an empty slice such as "train[:0]"
-      if "0 length" not in str(e):
-        raise
-      return
     empty = 0
-    for start in range(0, len(source), lm.ENCODE_CHUNK):
-      keys = list(range(start, min(start + lm.ENCODE_CHUNK, len(source))))
-      for example in source.__getitems__(keys):
-        texts = [_text(example[lang]) for lang in (self.source_lang, self.target_lang)]
-        if all(t.strip() for t in texts):
-          yield texts[0], texts[1]
-        else:
-          empty += 1
+    for example in self.dataset.examples(split):
+      texts = [pipeline.as_text(example[f]) for f in (self.source_field, self.target_field)]
+      if all(t.strip() for t in texts):
+        yield texts[0], texts[1]
+      else:
+        empty += 1
     if empty:
       logging.warning("Skipped %d pairs with an empty side in split '%s'", empty, split)
 
   def _encode_split(self, split: str) -> Pairs:
+    sides = [self.source_field, self.target_field]
+    # "languages": the key the translation caches were named by; any two fields go there.
     key = dict(
-      version=_TOKEN_CACHE_VERSION,
-      dataset=self.dataset_id,
-      split=split,
-      languages=[self.source_lang, self.target_lang],
-      tokenizer_sha256=self.tokenizer.sha256,
+      version=_TOKEN_CACHE_VERSION, languages=sides, tokenizer_sha256=self.tokenizer.sha256
     )
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.dataset_id}-{split}")
-    path = self._cache_dir / "tokens" / f"{stem}-{self.source_lang}-{self.target_lang}-{digest}.npz"
+    path = self.dataset.split_cache_path("tokens", split, sides, key, ".npz")
     if not path.exists():
       start = time.perf_counter()
       sources, targets = self.texts(split)
-      if not sources:
-        raise ValueError(f"split '{split}' of dataset '{self.dataset_id}' has no sentence pairs")
+      self.dataset.check_not_empty(split, sources, "sentence pairs")
       arrays = {
         **_ragged_to_arrays("source", self.tokenizer.encode_batch(sources)),
         **_ragged_to_arrays("target", self.tokenizer.encode_batch(targets)),
       }
-      _save_npz_atomically(path, arrays)
+      cache.write_atomically(path, lambda f: np.savez(f, **arrays))
       logging.info(
         "Tokenized %s %s: %d pairs in %.1fs -> %s",
-        self.dataset_id,
+        self.dataset.id,
         split,
         len(sources),
         time.perf_counter() - start,
@@ -150,14 +132,11 @@ class TranslationData:
       return Pairs(_arrays_to_ragged(arrays, "source"), _arrays_to_ragged(arrays, "target"))
 
 
-def _text(value: Any) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _translation_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  """The prepared TFDS builder; an unknown dataset or language pair gets the list of pairs."""
+def _prepare_dataset(data_config: Any) -> pipeline.PreparedDataset:
+  """The prepared dataset; an unknown dataset or language pair gets the list of pairs."""
+  name = data_config.name
   try:
-    return lm.prepared_builder(name, data_dir)
+    return pipeline.prepare_dataset(data_config)
   except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
     base = name.split("/")[0]
     try:
@@ -175,17 +154,29 @@ def _translation_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBu
     raise
 
 
-def _check_languages(name: str, builder: tfds.core.DatasetBuilder, source: str, target: str):
-  features = builder.info.features
-  languages = tuple(getattr(features, "languages", None) or features.keys())
-  for side, lang in (("source_lang", source), ("target_lang", target)):
-    if lang not in languages:
+def _sides(data_config: Any) -> list[tuple[str, str]]:
+  """(config key, feature) of the source and of the target: data.source_field and
+  data.target_field where set, else the languages data.source_lang and data.target_lang."""
+  keys = [
+    f"{side}_field" if data_config.get(f"{side}_field") else f"{side}_lang"
+    for side in ("source", "target")
+  ]
+  return [(key, data_config[key]) for key in keys]
+
+
+def _check_sides(dataset: pipeline.PreparedDataset, sides: list[tuple[str, str]]) -> None:
+  features = dataset.builder.info.features
+  names = tuple(getattr(features, "languages", None) or features.keys())
+  for key, field in sides:
+    if field not in names:
+      kind = "language" if key.endswith("_lang") else "feature"
       raise ValueError(
-        f"data.{side}={lang!r} is not a language of dataset '{name}' (it has {languages}); "
+        f"data.{key}={field!r} is not a {kind} of dataset '{dataset.name}' (it has {names}); "
         "choose one of those"
       )
+  (source_key, source), (target_key, target) = sides
   if source == target:
-    raise ValueError(f"data.source_lang and data.target_lang are both {source!r}")
+    raise ValueError(f"data.{source_key} and data.{target_key} are both {source!r}")
 
 
 def _ragged_to_arrays(prefix: str, rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
@@ -197,13 +188,6 @@ def _ragged_to_arrays(prefix: str, rows: Sequence[Sequence[int]]) -> dict[str, n
 def _arrays_to_ragged(arrays: Any, prefix: str) -> list[np.ndarray]:
   flat, offsets = arrays[f"{prefix}_ids"], arrays[f"{prefix}_offsets"]
   return [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-
-
-def _save_npz_atomically(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------ truncation
@@ -311,9 +295,8 @@ def train_iterator(
       f"the training data packs into {len(rows)} rows, fewer than one batch of {batch_size} "
       f"rows per process ({process_count}); lower train.batch_size or data.max_len"
     )
-  ds = grain.MapDataset.source(rows).seed(seed).shuffle()[process_index::process_count]
-  ds = ds.repeat().batch(batch_size, drop_remainder=True)
-  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)))
+  epoch = grain.MapDataset.source(rows).seed(seed).shuffle()
+  return pipeline.train_iterator(epoch, batch_size, process_index, process_count, what="rows")
 
 
 def eval_batches(

@@ -5,10 +5,11 @@ import collections
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data import wiki_topics
+from tfjax.data.datasets import wiki_topics
 
-# DESIGN.md §6, counted independently of this code, less "Uncategorized" (1,000 articles).
-DESIGN_TOPIC_COUNTS = {
+# The topic counts of the source package, counted independently of this code, less
+# "Uncategorized" (1,000 articles).
+SOURCE_TOPIC_COUNTS = {
   "People": 1828,
   "Biology and health sciences": 1358,
   "Geography": 1109,
@@ -52,13 +53,13 @@ def topics_examples(topics_builder) -> dict[str, list[dict]]:
 def test_labels_are_the_11_topics_without_uncategorized(topics_builder):
   label = topics_builder.info.features["label"]
   assert label.num_classes == 11
-  assert set(label.names) == set(DESIGN_TOPIC_COUNTS)
+  assert set(label.names) == set(SOURCE_TOPIC_COUNTS)
   assert tuple(label.names) == wiki_topics.TOPICS
 
 
-def test_topic_counts_are_the_design_counts_without_uncategorized(topics_examples):
+def test_topic_counts_are_the_source_counts_without_uncategorized(topics_examples):
   counts = collections.Counter(ex["label"] for split in SPLITS for ex in topics_examples[split])
-  assert counts == DESIGN_TOPIC_COUNTS
+  assert counts == SOURCE_TOPIC_COUNTS
   assert sum(counts.values()) == 9_033 == 10_033 - 1_000
 
 

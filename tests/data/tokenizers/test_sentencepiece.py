@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfjax.data import tokenizer as tokenizer_lib
+from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 VOCAB = 512
 NAME = "wiki-train-extract"

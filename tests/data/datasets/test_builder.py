@@ -1,0 +1,67 @@
+"""Tests of the shared TFDS builder: hash splits, registration, metadata, array_record files."""
+
+import collections
+import hashlib
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from tfjax.data.datasets.builder import SPLITS, OfflineBuilder, hash_split
+
+WORDS = [f"word{i}" for i in range(300)]
+
+
+class HashSplitWords(OfflineBuilder):
+  """Words of a test, split 50/25/25 by their hash."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  SUPERVISED_KEYS = ("word", "length")
+  HOMEPAGE = "https://example.org/words"
+  LICENSE = "CC0"
+  SPLIT_PER_MILLE = (500, 750)
+
+  def _features(self):
+    return tfds.features.FeaturesDict({"word": tfds.features.Text(), "length": np.int32})
+
+  def _examples(self, dl_manager):
+    for word in WORDS:
+      yield self.split_of(word), word, {"word": word, "length": len(word)}
+
+
+def test_hash_split_is_sha256_of_the_key_in_per_mille_buckets():
+  for key in ("a", "b", "title", "Ö"):
+    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % 1000
+    expected = "train" if bucket < 900 else "validation" if bucket < 950 else "test"
+    assert hash_split(key, 900, 950) == expected
+  counts = collections.Counter(hash_split(str(i), 800, 900) for i in range(20_000))
+  assert set(counts) == set(SPLITS)
+  assert 0.78 < counts["train"] / 20_000 < 0.82 and 0.09 < counts["test"] / 20_000 < 0.11
+
+
+def test_a_subclass_registers_under_its_snake_case_name_and_the_base_does_not():
+  assert tfds.builder_cls("hash_split_words") is HashSplitWords
+  with pytest.raises(tfds.core.registered.DatasetNotFoundError):
+    tfds.builder_cls("offline_builder")
+
+
+def test_builds_array_record_with_each_example_in_its_hash_split(tmp_path):
+  builder = tfds.builder("hash_split_words", data_dir=str(tmp_path))
+  builder.download_and_prepare()
+  assert str(builder.info.file_format.value) == "array_record"
+  seen = []
+  for split in SPLITS:
+    source = builder.as_data_source(split=split)
+    words = [source[i]["word"].decode() for i in range(len(source))]
+    assert words and all(hash_split(w, 500, 750) == split for w in words)
+    seen += words
+  assert sorted(seen) == sorted(WORDS)
+
+
+def test_metadata_comes_from_the_class_and_its_docstring(tmp_path):
+  info = tfds.builder("hash_split_words", data_dir=str(tmp_path)).info
+  assert info.description == "Words of a test, split 50/25/25 by their hash."
+  assert info.supervised_keys == ("word", "length")
+  assert info.homepage == "https://example.org/words"
+  assert info.redistribution_info.license == "CC0"
+  assert HashSplitWords.code_path.name == "test_builder.py"

@@ -1,0 +1,12 @@
+"""The TFDS builders of tfjax's offline datasets; importing this package registers all of them.
+
+wiki_vital_articles (the default LM and BERT corpus), wiki_topics and rotten_tomatoes (text
+classification), gettext_translations (translation).
+"""
+
+from tfjax.data.datasets import (  # noqa: F401  (registers the builders with TFDS)
+  gettext_translations,
+  rotten_tomatoes,
+  wiki_topics,
+  wiki_vital_articles,
+)

@@ -1,0 +1,96 @@
+"""What the TFDS builders of tfjax share: data already on this machine, a split per example.
+
+Each example falls in train, validation or test by a stable hash of a key of its own, so the
+same example keeps its split on every machine and when others are added or removed.
+"""
+
+import abc
+import hashlib
+import inspect
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import tensorflow_datasets as tfds
+from etils import epath
+
+SPLITS = ("train", "validation", "test")
+
+
+def hash_split(key: str, train_per_mille: int, validation_per_mille: int) -> str:
+  """ "train" for the first `train_per_mille` of 1000 hash buckets, "validation" up to
+  `validation_per_mille`, else "test". SHA-256, not Python's salted `hash`: the same on every
+  machine and run, and an example keeps its split when others are added or removed."""
+  bucket = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % 1000
+  if bucket < train_per_mille:
+    return "train"
+  if bucket < validation_per_mille:
+    return "validation"
+  return "test"
+
+
+class OfflineBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A builder of data found on this machine (an installed package, local files), written as
+  array_record by default: readable by `tfds.data_source` without TensorFlow.
+
+  A subclass gives its description as its docstring, its metadata and split shares as class
+  attributes, its `_features` and its `_examples`; defining it registers it with TFDS under the
+  snake case of its class name.
+  """
+
+  SUPERVISED_KEYS: tuple[str, str] | None = None
+  HOMEPAGE: str
+  CITATION: str | None = None
+  LICENSE: str | None = None
+  # Per-mille bounds of `split_of`: (train, train + validation), e.g. (900, 950) for 90/5/5.
+  SPLIT_PER_MILLE: tuple[int, int]
+
+  def __init_subclass__(cls, **kwargs: Any):
+    super().__init_subclass__(**kwargs)
+    # TFDS 4.9.10 finds a builder's file through the `importlib_resources` backport, which it
+    # does not install on Python >= 3.9; the file is known, and has no checksums file beside it.
+    cls.code_path = epath.Path(inspect.getfile(cls))
+
+  @classmethod
+  def split_of(cls, key: str) -> str:
+    """The split of the example whose split key (its title, its text) is `key`."""
+    return hash_split(key, *cls.SPLIT_PER_MILLE)
+
+  def __init__(self, *, file_format: str | None = None, **kwargs: Any):
+    super().__init__(file_format=file_format or "array_record", **kwargs)
+
+  @abc.abstractmethod
+  def _features(self) -> tfds.features.FeatureConnector:
+    """The features of an example (they may depend on the builder config)."""
+
+  def _supervised_keys(self) -> tuple[str, str] | None:
+    """(input, target) features for `as_supervised`; SUPERVISED_KEYS unless a config decides."""
+    return self.SUPERVISED_KEYS
+
+  @abc.abstractmethod
+  def _examples(
+    self, dl_manager: tfds.download.DownloadManager
+  ) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    """(split, unique key, features) of every example; the split from `split_of`."""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    # `DatasetInfo(builder=self, ...)`: `dataset_info_from_configs` needs a dataset folder.
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description=" ".join(type(self).__doc__.split()),  # the docstring, on one line
+      features=self._features(),
+      supervised_keys=self._supervised_keys(),
+      homepage=self.HOMEPAGE,
+      citation=self.CITATION,
+      license=self.LICENSE,
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Any]:
+    by_split: dict[str, list[tuple[str, dict[str, Any]]]] = {split: [] for split in SPLITS}
+    for split, key, features in self._examples(dl_manager):
+      by_split[split].append((key, features))
+    return {split: self._generate_examples(examples) for split, examples in by_split.items()}
+
+  def _generate_examples(
+    self, examples: list[tuple[str, dict[str, Any]]]
+  ) -> Iterator[tuple[str, dict[str, Any]]]:
+    yield from examples
