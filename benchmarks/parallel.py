@@ -47,8 +47,8 @@ import numpy as np
 from absl import app, flags
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.tasks.lm import lm_loss_fn
 from tfjax.training import optimizer, sharding
-from tfjax.training.lm import lm_loss_fn
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
 

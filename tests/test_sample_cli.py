@@ -69,4 +69,4 @@ def test_more_positions_than_max_len_is_a_clear_error(trained_run, run_cli, flag
 def test_a_workdir_without_config_json_is_a_clear_error(tmp_path, run_cli):
   done = run_cli(sample_command(tmp_path, "--prompt=The"))
   assert done.returncode != 0
-  assert f"{tmp_path}/config.json not found; is {tmp_path} a train/gpt.py workdir?" in done.stderr
+  assert f"{tmp_path}/config.json not found; is {tmp_path} a train/train.py workdir?" in done.stderr

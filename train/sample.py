@@ -17,7 +17,7 @@ from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint
 from train.cli import one_line_errors
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A train/gpt.py workdir.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "A train/train.py workdir.")
 _PROMPTS = flags.DEFINE_multi_string("prompt", ["The"], "Prompt(s) to continue.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens to generate per prompt.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "0 means greedy.")
@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value
   config_path = os.path.join(workdir, "config.json")
   if not os.path.exists(config_path):
-    raise app.UsageError(f"{config_path} not found; is {workdir} a train/gpt.py workdir?")
+    raise app.UsageError(f"{config_path} not found; is {workdir} a train/train.py workdir?")
   with one_line_errors():
     with open(config_path) as f:
       model_config = GPTConfig.from_config(json.load(f)["model"])

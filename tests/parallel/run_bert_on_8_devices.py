@@ -33,8 +33,9 @@ from tfjax.models.bert import (  # noqa: E402
   BertForSequenceClassification,
 )
 from tfjax.nn.partitioning import path_str  # noqa: E402
+from tfjax.tasks.bert_pretraining import pretraining_loss_fn  # noqa: E402
+from tfjax.tasks.classification import classification_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
-from tfjax.training.bert import classification_loss_fn, pretraining_loss_fn  # noqa: E402
 from tfjax.training.parallel import Parallel  # noqa: E402
 from tfjax.training.state import TrainState  # noqa: E402
 

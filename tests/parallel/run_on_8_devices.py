@@ -17,8 +17,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfjax.models.gpt import GPT, GPTConfig  # noqa: E402
+from tfjax.tasks.lm import lm_loss_fn  # noqa: E402
 from tfjax.training import checkpoint, optimizer, sharding  # noqa: E402
-from tfjax.training.lm import lm_loss_fn  # noqa: E402
 from tfjax.training.parallel import Parallel  # noqa: E402
 from tfjax.training.state import TrainState  # noqa: E402
 

@@ -31,10 +31,10 @@ import numpy as np  # noqa: E402
 from tfjax.data.translation import Pairs, pack_pairs  # noqa: E402
 from tfjax.models.transformer import Transformer, TransformerConfig  # noqa: E402
 from tfjax.nn.partitioning import path_str  # noqa: E402
+from tfjax.tasks.translation import translation_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
 from tfjax.training.parallel import Parallel  # noqa: E402
 from tfjax.training.state import TrainState  # noqa: E402
-from tfjax.training.translation import translation_loss_fn  # noqa: E402
 
 MODEL = TransformerConfig(
   vocab_size=64, max_len=16, num_layers=2, num_heads=2, d_model=32, d_ff=64, dropout_rate=0.0

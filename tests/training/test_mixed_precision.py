@@ -15,8 +15,8 @@ import numpy as np
 import optax
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.tasks.lm import lm_loss_fn
 from tfjax.training import optimizer
-from tfjax.training.lm import lm_loss_fn
 from tfjax.training.state import TrainState
 from tfjax.training.step import cross_entropy_loss, train_step
 
