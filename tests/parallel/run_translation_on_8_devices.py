@@ -113,6 +113,7 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
     mode,
     mesh,
     sharding.DEFAULT_RULES,
+    init_fn=init_fn(),
     loss_fn=translation_loss_fn(model, SMOOTHING),
     optimizer=tx,
     schedule=schedule,
@@ -122,7 +123,7 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
 
 def start(parallel: Parallel, host_state: TrainState) -> TrainState:
   """The initial state placed as `parallel` wants it (the same host copy for every run)."""
-  abstract = parallel.abstract_state(init_fn())
+  abstract = parallel.abstract_state()
   placed = jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, abstract))
   return parallel.from_saved(placed)
 

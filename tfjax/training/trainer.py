@@ -128,6 +128,7 @@ def train_and_evaluate(
     mode,
     mesh,
     parallel_cfg.get("rules", sharding.DEFAULT_RULES),
+    init_fn=init_state,
     loss_fn=task.loss_fn(train_model),
     optimizer=tx,
     schedule=schedule,
@@ -136,13 +137,13 @@ def train_and_evaluate(
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
   if manager.latest_step() is not None:
     check_same_task(workdir, config)
-    abstract_state = parallel.abstract_state(init_state)  # with this mesh's shardings
+    abstract_state = parallel.abstract_state()  # with this mesh's shardings
     checkpoint.check_params_fit(manager, manager.latest_step(), abstract_state.params)
     check_same_run(workdir, config, task)  # what shapes cannot tell
     state = parallel.from_saved(checkpoint.restore(manager, abstract_state, train_iter))
     logging.warning("Resumed from step %d in %s", int(state.step), workdir)
   else:
-    state = parallel.init_state(init_state)
+    state = parallel.init_state()
     fresh = parallel.to_saved(state)
     params = task.initial_params(fresh.params)
     if params is not fresh.params:  # e.g. pre-trained weights for fine-tuning
@@ -171,7 +172,7 @@ def train_and_evaluate(
     }
     return task.summarize(means)
 
-  flops_per_token = task.flops_per_token(jax.eval_shape(init_state).params)
+  flops_per_token = task.flops_per_token(parallel.abstract_state().params)
   peak_flops = metrics.measure_matmul_peak_flops()
   tokens_per_step = train_cfg.batch_size * task.seq_len
 
