@@ -47,8 +47,8 @@ import numpy as np
 from absl import app, flags
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.tasks.lm import lm_loss_fn
 from tfjax.training import optimizer, sharding
-from tfjax.training.lm import lm_loss_fn
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
 
@@ -80,7 +80,7 @@ MIB = 2**20
 
 
 def build(name: str, mode: str, mesh_config: dict, devices: list, **model_changes: Any):
-  """A Parallel for one model / mode / mesh, its init function and abstract step inputs."""
+  """A Parallel for one model / mode / mesh, and its abstract and host step inputs."""
   module, batch_size, seq_len = SHAPES[name]
   config = importlib.import_module(module).get_config()
   model_config = GPTConfig.from_config(config.model).replace(
@@ -101,11 +101,12 @@ def build(name: str, mode: str, mesh_config: dict, devices: list, **model_change
     mode,
     mesh,
     sharding.DEFAULT_RULES,
+    init_fn=init_fn,
     loss_fn=lm_loss_fn(train_model),
     optimizer=tx,
     schedule=schedule,
   )
-  state = parallel.abstract_state(init_fn)
+  state = parallel.abstract_state()
   if mode == "pmap":  # a leading device axis, as Parallel.from_saved / put_batch make it
     n = len(devices)
     state = jax.tree.map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), state)
@@ -118,7 +119,7 @@ def build(name: str, mode: str, mesh_config: dict, devices: list, **model_change
   }
   tokens = np.random.default_rng(0).integers(0, model_config.vocab_size, (batch_size, seq_len + 1))
   host_batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
-  return parallel, init_fn, state, batch, jax.tree.map(lambda x: x.astype(np.int32), host_batch)
+  return parallel, state, batch, jax.tree.map(lambda x: x.astype(np.int32), host_batch)
 
 
 def state_bytes_per_device(abstract_state: Any) -> int:
@@ -160,10 +161,10 @@ def compile_step(parallel: Any, state: Any, batch: Any) -> tuple[Any, float, dic
   return compiled, compile_s, memory
 
 
-def time_steps(parallel: Any, init_fn: Any, compiled: Any, host_batch: dict, steps: int) -> dict:
+def time_steps(parallel: Any, compiled: Any, host_batch: dict, steps: int) -> dict:
   """Median wall time of `steps` steps after one warm-up step, blocking on every step."""
   start = time.perf_counter()
-  state = parallel.init_state(init_fn)
+  state = parallel.init_state()
   batch = parallel.put_batch(host_batch)
   jax.block_until_ready((state, batch))
   init_s = time.perf_counter() - start
@@ -186,7 +187,7 @@ def measure_modes(num_devices: int) -> list[dict]:
     mesh_configs.append(("jit", {"fsdp": -1}))
   for name in _MODELS.value:
     for mode, mesh_config in mesh_configs:
-      parallel, init_fn, state, batch, host_batch = build(name, mode, mesh_config, jax.devices())
+      parallel, state, batch, host_batch = build(name, mode, mesh_config, jax.devices())
       compiled, compile_s, memory = compile_step(parallel, state, batch)
       steps = _STEPS.value
       if name == "gpt2_small":
@@ -198,12 +199,12 @@ def measure_modes(num_devices: int) -> list[dict]:
         "mesh": "x".join(f"{k}={v}" for k, v in parallel.mesh.shape.items() if v > 1) or "1",
         "compile_s": compile_s,
         "memory": memory,
-        "state_bytes": state_bytes_per_device(parallel.abstract_state(init_fn)),
+        "state_bytes": state_bytes_per_device(parallel.abstract_state()),
         "host_gib": memory["peak"] * num_devices / 2**30,
         "step_s": None,
       }
       if steps > 0 and row["host_gib"] <= _MAX_HOST_GIB.value:
-        row.update(time_steps(parallel, init_fn, compiled, host_batch, steps))
+        row.update(time_steps(parallel, compiled, host_batch, steps))
       elif steps > 0:
         row["skipped"] = f"needs ~{row['host_gib']:.0f} GiB > --max_host_gib"
       rows.append(row)
@@ -221,7 +222,7 @@ def measure_memory(num_devices: int) -> list[dict]:
   for name in _MODELS.value:
     for mesh_name, mesh_config in meshes.items():
       for policy in REMAT_POLICIES:
-        parallel, init_fn, state, batch, _ = build(
+        parallel, state, batch, _ = build(
           name, "jit", mesh_config, jax.devices(), scan_layers=True, remat_policy=policy
         )
         _, compile_s, memory = compile_step(parallel, state, batch)
@@ -232,8 +233,8 @@ def measure_memory(num_devices: int) -> list[dict]:
     replicated_bytes = num_devices * max(r["state_bytes"] for r in rows if r["model"] == name)
     if num_devices > 1 and replicated_bytes <= _MAX_HOST_GIB.value * 2**30:
       for mesh_name, mesh_config in meshes.items():
-        parallel, init_fn, *_ = build(name, "jit", mesh_config, jax.devices(), scan_layers=True)
-        shard_bytes = addressable_bytes_on_device_0(parallel.init_state(init_fn))
+        parallel, *_ = build(name, "jit", mesh_config, jax.devices(), scan_layers=True)
+        shard_bytes = addressable_bytes_on_device_0(parallel.init_state())
         for row in rows:
           if row["model"] == name and row["mesh"] == mesh_name:
             row["shard_bytes"] = shard_bytes

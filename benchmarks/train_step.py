@@ -23,8 +23,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.tasks.lm import gpt_flops_per_token, lm_loss_fn
 from tfjax.training import metrics, optimizer
-from tfjax.training.lm import gpt_flops_per_token, lm_loss_fn
 from tfjax.training.state import TrainState
 from tfjax.training.step import train_step
 

@@ -9,7 +9,7 @@ on `data.name`; for the real BERT vocabulary and weights, import an HF checkpoin
 
 Command (needs accelerators; on CPU use it with `jax.eval_shape` only):
 
-  python -m train.bert --config=configs/bert_base.py --workdir=workdir/bert_base \
+  python -m train.train --config=configs/bert_base.py --workdir=workdir/bert_base \
       --config.data.name=wikipedia/20230601.en --config.data.text_field=text
 
 Expected: the paper pre-trained BERT-base in 4 days on 16 TPU chips (§A.2); then fine-tuned,

@@ -1,7 +1,7 @@
 r"""BERT-large (336,226,108 parameters with the MLM and NSP heads; 335,141,888 in the encoder and
 pooler): 24 layers, d_model 1024, 16 heads, d_ff 4096; the rest as bert_base.py.
 
-  python -m train.bert --config=configs/bert_large.py --workdir=workdir/bert_large \
+  python -m train.train --config=configs/bert_large.py --workdir=workdir/bert_large \
       --config.data.name=wikipedia/20230601.en --config.data.text_field=text
 
 Expected: the paper pre-trained BERT-large in 4 days on 64 TPU chips (§A.2); add FSDP

@@ -3,7 +3,7 @@ r"""A tiny BERT pre-trained with MLM + NSP on the Wikipedia vital-articles corpu
 Command (prepares the corpus and a sentencepiece tokenizer with BERT's special tokens on first
 use, pre-trains, then shows fill-mask predictions):
 
-  python -m train.bert --config=configs/bert_tiny.py --workdir=workdir/bert_tiny
+  python -m train.train --config=configs/bert_tiny.py --workdir=workdir/bert_tiny
 
 Expected: about 30 minutes on 2 CPU cores (1,500 steps of 32 x 128 tokens at ~3.7k tokens/s;
 38 measured while sharing the cores); validation MLM accuracy 0.145 (always guessing the most

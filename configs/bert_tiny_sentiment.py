@@ -2,9 +2,9 @@ r"""Fine-tunes the pre-trained bert_tiny on Rotten Tomatoes sentiment (fresh / r
 
 Commands (pre-train first with configs/bert_tiny.py; the second is the from-scratch baseline):
 
-  python -m train.bert --config=configs/bert_tiny_sentiment.py \
+  python -m train.train --config=configs/bert_tiny_sentiment.py \
       --workdir=workdir/bert_tiny_sentiment
-  python -m train.bert --config=configs/bert_tiny_sentiment.py \
+  python -m train.train --config=configs/bert_tiny_sentiment.py \
       --workdir=workdir/bert_tiny_sentiment_scratch --config.init.load_weights=False
 
 Expected: about 4.5 minutes each on 2 CPU cores (measured with two runs sharing them); test

@@ -3,7 +3,7 @@ r"""Fine-tunes the pre-trained bert_tiny for extractive question answering on SQ
 Command (pre-train first with configs/bert_tiny.py; TFDS downloads "squad" on first use, so a
 network is needed once):
 
-  python -m train.bert --config=configs/bert_tiny_squad.py --workdir=workdir/bert_tiny_squad
+  python -m train.train --config=configs/bert_tiny_squad.py --workdir=workdir/bert_tiny_squad
 
 Expected: not measured here (SQuAD needs the network; the task was tested offline on a small
 synthetic SQuAD-format set). By the bert_tiny runs' speed, roughly 25 minutes of training on 2
@@ -12,7 +12,7 @@ from a model this small. BERT-base reaches 80.8 EM / 88.5 F1 on the SQuAD 1.1 de
 (Devlin et al. 2018, Table 2) with Google's 384 / 128 / 64 windows, 2 epochs at 3e-5, batch 32.
 That recipe, on an imported HF BERT:
 
-  python -m train.bert --config=configs/bert_tiny_squad.py --workdir=workdir/bert_base_squad \
+  python -m train.train --config=configs/bert_tiny_squad.py --workdir=workdir/bert_base_squad \
       --config.init.checkpoint=<dir with config.json, model.safetensors, vocab.txt> \
       --config.data.max_seq_len=384 --config.data.doc_stride=128 \
       --config.data.max_query_length=64 --config.train.learning_rate=3e-5 \

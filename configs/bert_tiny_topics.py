@@ -3,8 +3,8 @@ r"""Fine-tunes the pre-trained bert_tiny on the 11 Wikipedia topics (wiki_topics
 Commands (pre-train first with configs/bert_tiny.py; the second is the from-scratch baseline:
 the same architecture, tokenizer and budget, fresh weights):
 
-  python -m train.bert --config=configs/bert_tiny_topics.py --workdir=workdir/bert_tiny_topics
-  python -m train.bert --config=configs/bert_tiny_topics.py \
+  python -m train.train --config=configs/bert_tiny_topics.py --workdir=workdir/bert_tiny_topics
+  python -m train.train --config=configs/bert_tiny_topics.py \
       --workdir=workdir/bert_tiny_topics_scratch --config.init.load_weights=False
 
 Expected: about 8 minutes each on 2 CPU cores (measured with two runs sharing them); test

@@ -6,7 +6,7 @@ residuals, embeddings and attention. Adam with max lr 2.5e-4, linear warmup from
 updates then cosine to 0; L2 0.01 on non-bias, non-gain weights; batches of 64 x 512 tokens;
 vocabulary of 40,478 (here a sentencepiece BPE of that size trained on `data.name`).
 
-  python -m train.gpt --config=configs/gpt1.py --workdir=workdir/gpt1 \
+  python -m train.train --config=configs/gpt1.py --workdir=workdir/gpt1 \
       --config.data.name=lm1b --config.data.text_field=text
 
 Expected: the paper trains 100 epochs of BooksCorpus (~800M words) on 8 GPUs for a month, to a

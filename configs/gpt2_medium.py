@@ -1,10 +1,13 @@
 r"""GPT-2 medium (354,823,168 parameters): 24 layers, d_model 1024, 16 heads;
 the rest as gpt2_small.py.
 
-  python -m train.gpt --config=configs/gpt2_medium.py --workdir=workdir/gpt2_medium \
+  python -m train.train --config=configs/gpt2_medium.py --workdir=workdir/gpt2_medium \
       --config.data.name=lm1b --config.data.text_field=text
 
-Expected: an accelerator with room for it (issue "Training that scales" adds FSDP and remat).
+Expected: not run here; it needs accelerators. Where one device's memory is short, shard the
+weights and Adam state with FSDP (--config.parallel.mesh.data=1 --config.parallel.mesh.fsdp=-1)
+and recompute activations (--config.model.remat_policy=dots_no_batch
+--config.model.scan_layers=True), as README "Scaling out" shows.
 """
 
 import ml_collections

@@ -9,7 +9,7 @@ reproduction; the decoupled weight decay of 0.01 on matrices only is GPT-1's.
 
 Command (needs an accelerator for useful speed; on CPU use it with `jax.eval_shape` only):
 
-  python -m train.gpt --config=configs/gpt2_small.py --workdir=workdir/gpt2_small \
+  python -m train.train --config=configs/gpt2_small.py --workdir=workdir/gpt2_small \
       --config.data.name=lm1b --config.data.text_field=text
 
 Expected: lm1b validation perplexity falling steadily; for this size nanoGPT reports a

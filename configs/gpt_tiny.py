@@ -2,7 +2,7 @@ r"""A tiny GPT-2-style model on the Wikipedia vital-articles corpus; trains on a
 
 Command (prepares the corpus and tokenizer on first use, then trains and samples):
 
-  python -m train.gpt --config=configs/gpt_tiny.py --workdir=workdir/gpt_tiny
+  python -m train.train --config=configs/gpt_tiny.py --workdir=workdir/gpt_tiny
 
 Expected: about 9 minutes on 2 CPU cores; validation perplexity far below the unigram
 perplexity of the same tokens (both are printed at the end), and a few samples that read like
@@ -16,6 +16,7 @@ from tfjax.training import sharding
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.task = "lm"
 
   config.model = ml_collections.ConfigDict(
     dict(

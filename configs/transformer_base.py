@@ -11,7 +11,7 @@ outputs up to input length + 50.
 Command (needs accelerators, and the network for WMT 2014, which TFDS prepares with
 TensorFlow: `pip install -e .[tf]`):
 
-  python -m train.translate --config=configs/transformer_base.py --workdir=workdir/base
+  python -m train.train --config=configs/transformer_base.py --workdir=workdir/base
 
 Expected: newstest2014 en-de BLEU 27.3 (paper, Table 2; sacrebleu's detokenized score runs
 lower than the paper's tokenized BLEU). Not run here (no accelerator was available).
@@ -19,7 +19,7 @@ lower than the paper's tokenized BLEU). Not run here (no accelerator was availab
 Table 3's variations are overrides of this file; `TABLE_3` below lists them with the paper's
 parameter counts, e.g. row (A) with one head:
 
-  python -m train.translate --config=configs/transformer_base.py --workdir=workdir/a1 \
+  python -m train.train --config=configs/transformer_base.py --workdir=workdir/a1 \
       --config.model.num_heads=1 --config.model.d_k=512 --config.model.d_v=512
 """
 

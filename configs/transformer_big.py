@@ -5,7 +5,7 @@ Table 3 says 213M).
 
 Command (needs accelerators and the network for WMT 2014):
 
-  python -m train.translate --config=configs/transformer_big.py --workdir=workdir/big
+  python -m train.train --config=configs/transformer_big.py --workdir=workdir/big
 
 Expected: newstest2014 en-de BLEU 28.4 (paper, Table 2). Not run here (no accelerator).
 """

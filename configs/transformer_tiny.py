@@ -11,7 +11,12 @@ inverse-square-root schedule, rows packed to a fixed token count, beam 4 with le
 Command (prepares the data and tokenizer on first use, trains, then translates the test split
 greedily and with beam search and prints sacrebleu BLEU beside copying the source):
 
-  python -m train.translate --config=configs/transformer_tiny.py --workdir=workdir/transformer_tiny
+  python -m train.train --config=configs/transformer_tiny.py --workdir=workdir/transformer_tiny
+
+Then translate sentences with the trained model (the same averaged checkpoints):
+
+  python -m train.translate --config=configs/transformer_tiny.py \
+      --workdir=workdir/transformer_tiny "Open the selected file in a new window."
 
 Expected: about 25 minutes on 2 CPU cores (24 of them training, ~1.7k target token slots/s);
 validation perplexity about 25; test BLEU (sacrebleu, 495 sentences) about 11.1 greedy and 11.8

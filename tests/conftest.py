@@ -1,6 +1,6 @@
 """End-to-end fixtures: the real corpus prepared once, a tiny GPT config, a tiny trained workdir.
 
-`python -m train.gpt` subprocesses share a persistent JAX compilation cache (a session tmp dir),
+`python -m train.train` subprocesses share a persistent JAX compilation cache (a session tmp dir),
 so only the first one compiles; a cached executable computes the same bits as a fresh one.
 """
 
@@ -97,11 +97,11 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def train_command(tiny_overrides: dict[str, Any]) -> Callable[..., list[str]]:
-  """`train_command(workdir, overrides)`: the argv of `python -m train.gpt` on the tiny config."""
+  """`train_command(workdir, overrides)`: the argv of `python -m train.train` on the tiny config."""
 
   def command(workdir: os.PathLike, overrides: Mapping[str, Any] = ()) -> list[str]:
     flags = [f"--config.{k}={v}" for k, v in {**tiny_overrides, **dict(overrides)}.items()]
-    return [sys.executable, "-m", "train.gpt", "--config=configs/gpt_tiny.py"] + [
+    return [sys.executable, "-m", "train.train", "--config=configs/gpt_tiny.py"] + [
       f"--workdir={workdir}",
       *flags,
     ]
@@ -127,7 +127,7 @@ def trained_run(
   train_command: Callable[..., list[str]],
   run_cli: Callable[..., subprocess.CompletedProcess],
 ) -> TrainedRun:
-  """An uninterrupted `python -m train.gpt` run of REFERENCE_RUN on the tiny config."""
+  """An uninterrupted `python -m train.train` run of REFERENCE_RUN on the tiny config."""
   workdir = tmp_path_factory.mktemp("trained") / "workdir"
   done = run_cli(train_command(workdir, REFERENCE_RUN))
   assert done.returncode == 0, done.stderr[-3000:]

@@ -15,7 +15,8 @@ from tfjax.data import seq2seq as translation_data
 from tfjax.models import bert, transformer
 from tfjax.models.config import count_params
 from tfjax.models.gpt import GPT, GPTConfig
-from tfjax.training import optimizer, trainer
+from tfjax.tasks import registry
+from tfjax.training import optimizer
 from tfjax.training.state import TrainState
 from tfjax.training.step import train_step
 
@@ -38,7 +39,7 @@ HF_PARAMETER_COUNTS = {
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_config_validates_and_its_docstring_gives_a_command(name):
   module = importlib.import_module(f"configs.{name}")
-  trainer.validate_config(module.get_config())
+  registry.make_task(module.get_config())
   assert f"--config=configs/{name}.py" in module.__doc__
   assert "Expected" in module.__doc__
 
@@ -91,7 +92,7 @@ def test_table_3_rows_are_overrides_that_build_and_train_one_step(row):
   1-layer, 64-token-vocabulary copy, unless the row sets N) with a finite loss."""
   overrides, paper_millions = transformer_base.TABLE_3[row]
   config = apply_overrides(transformer_base.get_config(), overrides)
-  trainer.validate_config(config)
+  registry.make_task(config)
   model_config = transformer.TransformerConfig.from_config(config.model)
   if paper_millions is not None:
     num_params = count_params(transformer.Transformer(model_config), (1, 1), (1, 1))
@@ -100,7 +101,7 @@ def test_table_3_rows_are_overrides_that_build_and_train_one_step(row):
   small = {"model.vocab_size": 64, "model.max_len": 16, "data.max_len": 16}
   if "model.num_layers" not in overrides:
     small["model.num_layers"] = 1
-  task = trainer.make_task(apply_overrides(config, small))
+  task = registry.make_task(apply_overrides(config, small))
   tx, schedule = optimizer.make_optimizer(config.train, model_config.d_model)
   state = TrainState.create(task.init_params(jax.random.key(0)), tx, jax.random.key(1))
   rng = np.random.default_rng(0)

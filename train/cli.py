@@ -1,10 +1,10 @@
-"""Shared by the train/ entry points: flag parsing with one-line errors for config overrides."""
+"""Shared by the train/ entry points: flag parsing and one-line errors for bad input."""
 
 import contextlib
 import sys
 from collections.abc import Iterator
 
-from absl import app, flags, logging
+from absl import app, logging
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -37,25 +37,3 @@ def one_line_errors() -> Iterator[None]:
   except (ValueError, FileNotFoundError) as e:
     logging.debug("traceback:", exc_info=True)
     sys.exit(f"error: {e}")
-
-
-def run_trainer() -> None:
-  """The whole of a training entry point: --config and --workdir flags, then
-  `train_and_evaluate` (the config's `task` picks the model) with one-line errors."""
-  from ml_collections import config_flags
-
-  from tfjax.training.trainer import train_and_evaluate
-
-  workdir = flags.DEFINE_string("workdir", None, "Checkpoints, metrics, plots and outputs go here.")
-  config_flags.DEFINE_config_file("config", None, "A configs/*.py file.", lock_config=True)
-  flags.mark_flags_as_required(["config", "workdir"])
-
-  def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:  # keep the terminal to the progress bar and report
-      logging.set_verbosity(logging.WARNING)
-    with one_line_errors():
-      train_and_evaluate(flags.FLAGS.config, workdir.value)
-
-  app.run(main, flags_parser=parse_flags)

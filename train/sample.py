@@ -10,7 +10,7 @@ from tfjax.inference import load, sampling
 from train.cli import one_line_errors
 
 _WORKDIR = flags.DEFINE_string(
-  "workdir", None, "A train/gpt.py workdir, or an HF GPT-2 directory (with its vocab files)."
+  "workdir", None, "A train/train.py workdir, or an HF GPT-2 directory (with its vocab files)."
 )
 _PROMPTS = flags.DEFINE_multi_string("prompt", ["The"], "Prompt(s) to continue.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens to generate per prompt.")

@@ -59,9 +59,9 @@ def main() -> None:
         for source, target in zip(sentences, targets, strict=True):
           print(f"{source}\n  -> {target}")
       else:
-        from tfjax.training.trainer import train_and_evaluate
+        from tfjax.tasks import registry
 
-        train_and_evaluate(flags.FLAGS.config, workdir.value)
+        registry.train(flags.FLAGS.config, workdir.value)
 
   app.run(run, flags_parser=parse_flags)
 

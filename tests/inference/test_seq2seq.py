@@ -10,7 +10,7 @@ import pytest
 
 from tfjax.inference import seq2seq
 from tfjax.models.transformer import Transformer, TransformerConfig
-from tfjax.training.translation import label_smoothed_loss
+from tfjax.tasks.translation import label_smoothed_loss
 
 PAD, BOS, EOS = 0, 2, 3
 SYMBOLS = np.arange(4, 14)  # 10 content tokens

@@ -33,8 +33,9 @@ from tfjax.models.bert import (  # noqa: E402
   BertForSequenceClassification,
 )
 from tfjax.nn.partitioning import path_str  # noqa: E402
+from tfjax.tasks.bert_pretraining import pretraining_loss_fn  # noqa: E402
+from tfjax.tasks.classification import classification_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
-from tfjax.training.bert import classification_loss_fn, pretraining_loss_fn  # noqa: E402
 from tfjax.training.parallel import Parallel  # noqa: E402
 from tfjax.training.state import TrainState  # noqa: E402
 
@@ -181,6 +182,7 @@ def make(task: str, mode: str, mesh_config: dict, devices=None, grad_accum_steps
     mode,
     mesh,
     sharding.DEFAULT_RULES,
+    init_fn=init_fn(task),
     loss_fn=loss_fn_for(task, sharding.activation_sharding(mode, mesh)),
     optimizer=tx,
     schedule=schedule,
@@ -188,10 +190,10 @@ def make(task: str, mode: str, mesh_config: dict, devices=None, grad_accum_steps
   )
 
 
-def start(parallel: Parallel, task: str, host_state: TrainState) -> TrainState:
+def start(parallel: Parallel, host_state: TrainState) -> TrainState:
   """The initial state placed as `parallel` wants it. The same host copy for every run (what a
   restore does: `abstract_state`, then `from_saved`) saves an init compilation per run."""
-  abstract = parallel.abstract_state(init_fn(task))
+  abstract = parallel.abstract_state()
   placed = jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, abstract))
   return parallel.from_saved(placed)
 
@@ -244,7 +246,7 @@ def main(out_path: str) -> None:
       for prefix in (task, "unequal"):
         if prefix == "unequal" and (task != "pretraining" or name not in UNEQUAL_RUNS):
           continue
-        metrics, state = train(parallel, start(parallel, task, host_state), datasets[prefix])
+        metrics, state = train(parallel, start(parallel, host_state), datasets[prefix])
         for key, values in metrics.items():
           results[f"{prefix}/{name}/{key}"] = values
         results[f"{prefix}/{name}/params"] = flat_params(parallel.to_saved(state).params)

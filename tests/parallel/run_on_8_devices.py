@@ -17,8 +17,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfjax.models.gpt import GPT, GPTConfig  # noqa: E402
+from tfjax.tasks.lm import lm_loss_fn  # noqa: E402
 from tfjax.training import checkpoint, optimizer, sharding  # noqa: E402
-from tfjax.training.lm import lm_loss_fn  # noqa: E402
 from tfjax.training.parallel import Parallel  # noqa: E402
 from tfjax.training.state import TrainState  # noqa: E402
 
@@ -55,12 +55,13 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
     mode,
     mesh,
     sharding.DEFAULT_RULES,
+    init_fn=init_state,
     loss_fn=lm_loss_fn(GPT(MODEL, activation_sharding=act_sharding)),
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
   )
-  return parallel, init_state
+  return parallel
 
 
 def train(parallel: Parallel, state, data) -> tuple[list[float], TrainState]:
@@ -107,20 +108,36 @@ def main(out_path: str) -> None:
     "shard_map_accum2": ("shard_map", {"data": -1}, None, 2),
   }
   for name, (mode, mesh_config, devices, accum) in runs.items():
-    parallel, init_state = make(mode, mesh_config, devices, accum)
-    losses, state = train(parallel, parallel.init_state(init_state), data)
+    parallel = make(mode, mesh_config, devices, accum)
+    losses, state = train(parallel, parallel.init_state(), data)
     results[f"{name}/losses"] = np.array(losses)
     results[f"{name}/params"] = flat_params(parallel, state)
 
+  # A first step on host arrays, before any init_state / abstract_state of its Parallel, still
+  # compiles for the state's shardings (fixed when the Parallel is made): FSDP-sharded output.
+  host_state = jax.device_get(make("jit", {"data": 1}, jax.devices()[:1]).init_state())
+  parallel = make("jit", {"data": 2, "fsdp": 4})
+  losses, state = train(parallel, host_state, data)
+  results["first_step_on_host_state/losses"] = np.array(losses)
+  results["first_step_on_host_state/params"] = flat_params(parallel, state)
+  placed = jax.tree.leaves(state)
+  wanted = jax.tree.leaves(parallel.abstract_state())
+  results["first_step_on_host_state/sharded_as_saved"] = np.array(
+    [x.sharding.is_equivalent_to(a.sharding, x.ndim) for x, a in zip(placed, wanted, strict=True)]
+  )
+  results["first_step_on_host_state/fsdp_leaves"] = np.array(
+    sum("fsdp" in str(a.sharding.spec) for a in wanted)
+  )
+
   # Memory: what one device holds, replicated vs FSDP over 8.
   for name, mesh_config in (("replicated", {"data": -1}), ("fsdp8", {"fsdp": -1})):
-    parallel, init_state = make("jit", mesh_config)
-    results[f"bytes/{name}"] = np.array(per_device_bytes(parallel.init_state(init_state)))
+    parallel = make("jit", mesh_config)
+    results[f"bytes/{name}"] = np.array(per_device_bytes(parallel.init_state()))
 
   # Save on 8 devices with FSDP; restore on 1 device and on a 2x4 (data x tensor) mesh.
   with tempfile.TemporaryDirectory() as workdir:
-    parallel, init_state = make("jit", {"data": 2, "fsdp": 4})
-    _, state = train(parallel, parallel.init_state(init_state), data[:3])
+    parallel = make("jit", {"data": 2, "fsdp": 4})
+    _, state = train(parallel, parallel.init_state(), data[:3])
     manager = checkpoint.checkpoint_manager(workdir, max_to_keep=1)
     checkpoint.save(manager, 3, parallel.to_saved(state))
     manager.wait_until_finished()
@@ -129,8 +146,8 @@ def main(out_path: str) -> None:
       ("one_device", {"data": 1}, jax.devices()[:1]),
       ("data2_tensor4", {"data": 2, "tensor": 4}, None),
     ):
-      parallel, init_state = make("jit", mesh_config, devices)
-      restored = checkpoint.restore(manager, parallel.abstract_state(init_state))
+      parallel = make("jit", mesh_config, devices)
+      restored = checkpoint.restore(manager, parallel.abstract_state())
       results[f"restore/{name}"], _ = train(parallel, parallel.from_saved(restored), data[3:])
   np.savez(out_path, **{k: np.asarray(v) for k, v in results.items()})
 

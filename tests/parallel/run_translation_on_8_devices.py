@@ -31,10 +31,10 @@ import numpy as np  # noqa: E402
 from tfjax.data.seq2seq import Pairs, pack_pairs  # noqa: E402
 from tfjax.models.transformer import Transformer, TransformerConfig  # noqa: E402
 from tfjax.nn.partitioning import path_str  # noqa: E402
+from tfjax.tasks.translation import translation_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
 from tfjax.training.parallel import Parallel  # noqa: E402
 from tfjax.training.state import TrainState  # noqa: E402
-from tfjax.training.translation import translation_loss_fn  # noqa: E402
 
 MODEL = TransformerConfig(
   vocab_size=64, max_len=16, num_layers=2, num_heads=2, d_model=32, d_ff=64, dropout_rate=0.0
@@ -113,6 +113,7 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
     mode,
     mesh,
     sharding.DEFAULT_RULES,
+    init_fn=init_fn(),
     loss_fn=translation_loss_fn(model, SMOOTHING),
     optimizer=tx,
     schedule=schedule,
@@ -122,7 +123,7 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
 
 def start(parallel: Parallel, host_state: TrainState) -> TrainState:
   """The initial state placed as `parallel` wants it (the same host copy for every run)."""
-  abstract = parallel.abstract_state(init_fn())
+  abstract = parallel.abstract_state()
   placed = jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, abstract))
   return parallel.from_saved(placed)
 

@@ -1,4 +1,4 @@
-"""Multi-host training for real: two `python -m train.gpt` processes on this machine (4 CPU
+"""Multi-host training for real: two `python -m train.train` processes on this machine (4 CPU
 devices each, coordinator on 127.0.0.1, gloo collectives) against one process with 8 devices.
 
 The corpus is prepared by the session fixtures before any process starts, so the processes
@@ -57,7 +57,7 @@ def launch(argvs: list[list[str]], logs: pathlib.Path, env: dict[str, str]) -> l
     for i, argv in enumerate(argvs):
       out, err = open(logs / f"{i}.out", "w"), open(logs / f"{i}.err", "w")
       files += [out, err]
-      # argv is [python, -m, train.gpt, flags...]: run the same module and flags, recorded
+      # argv is [python, -m, train.train, flags...]: run the same module and flags, recorded
       recorded = [argv[0], "-m", "tests.parallel.run_recording_writes", str(logs / f"{i}.writes")]
       processes.append(
         subprocess.Popen(recorded + argv[2:], cwd=REPO_ROOT, env=env, stdout=out, stderr=err)

@@ -18,6 +18,7 @@ RUNS = [
   "pmap",
   "jit_data8_accum2",
   "shard_map_accum2",
+  "first_step_on_host_state",  # train_step before any init_state: see the test below
 ]
 
 
@@ -34,6 +35,14 @@ def test_every_mode_and_mesh_gives_the_one_device_losses_and_params(on_8_devices
   np.testing.assert_allclose(
     on_8_devices[f"{run}/params"], on_8_devices["one_device/params"], rtol=1e-5, atol=1e-6
   )
+
+
+def test_a_first_step_before_any_init_compiles_for_the_state_shardings(on_8_devices):
+  """Parallel knows the state's shardings from its init_fn when it is made: a train_step on a
+  host state, with no init_state or abstract_state called first, returns the state sharded as
+  checkpoints hold it (FSDP here), not compiled unsharded."""
+  assert on_8_devices["first_step_on_host_state/fsdp_leaves"] > 0
+  assert on_8_devices["first_step_on_host_state/sharded_as_saved"].all()
 
 
 def test_the_runs_actually_train(on_8_devices):
@@ -121,4 +130,4 @@ def test_a_mode_that_cannot_run_on_the_mesh_is_refused_before_compiling(mode, me
   from tfjax.training.parallel import Parallel
 
   with pytest.raises(ValueError, match=message):
-    Parallel(mode, FakeMesh, (), loss_fn=None, optimizer=None, schedule=None)
+    Parallel(mode, FakeMesh, (), init_fn=None, loss_fn=None, optimizer=None, schedule=None)

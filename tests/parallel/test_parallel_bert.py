@@ -47,8 +47,8 @@ def test_the_compared_runs_move_the_parameters_far_beyond_the_tolerance(on_8_dev
 @pytest.mark.parametrize("run", UNEQUAL_RUNS)
 def test_with_unequal_masked_counts_every_mode_still_gives_the_one_device_run(on_8_devices, run):
   """Devices and micro-batches hold different numbers of masked tokens; every term of the loss
-  is a masked-token mean (tfjax.training.bert.pretraining_loss_fn), so the parts' token-weighted
-  sum is exactly the whole batch's."""
+  is a masked-token mean (tfjax.tasks.bert_pretraining.pretraining_loss_fn), so the parts'
+  token-weighted sum is exactly the whole batch's."""
   one = lambda key: on_8_devices[f"unequal/one_device/{key}"]
   got = lambda key: on_8_devices[f"unequal/{run}/{key}"]
   for key in ("loss", "mlm_loss", "nsp_loss", "nsp_accuracy"):

@@ -24,7 +24,7 @@ def on_8_devices(tmp_path_factory) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("run", RUNS)
 def test_every_mode_and_mesh_gives_the_one_device_losses_and_params(on_8_devices, run):
-  """Every aux term is a target-token mean (tfjax.training.translation.translation_loss_fn), so
+  """Every aux term is a target-token mean (tfjax.tasks.translation.translation_loss_fn), so
   the parts' token-weighted sum is exactly the whole batch's, whatever each part holds."""
   one = lambda key: on_8_devices[f"one_device/{key}"]
   got = lambda key: on_8_devices[f"{run}/{key}"]

@@ -15,8 +15,8 @@ import numpy as np
 import optax
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.tasks.lm import lm_loss_fn
 from tfjax.training import optimizer
-from tfjax.training.lm import lm_loss_fn
 from tfjax.training.state import TrainState
 from tfjax.training.step import cross_entropy_loss, train_step
 
@@ -158,8 +158,14 @@ def test_intermediate_activations_are_bfloat16_and_the_logits_float32():
     jax.tree_util.keystr(path): x
     for path, x in jax.tree_util.tree_leaves_with_path(variables["intermediates"])
   }
-  del outputs["['__call__'][0]"]  # the logits
-  expected = ["['token_embed']['__call__'][0]", "['final_norm']['__call__'][0]"]
+  # The body shares the LM's scope: its hidden states are the first top-level output, then the
+  # logits.
+  assert outputs.pop("['__call__'][1]").dtype == jnp.float32
+  expected = [
+    "['__call__'][0]",
+    "['token_embed']['__call__'][0]",
+    "['final_norm']['__call__'][0]",
+  ]
   for i in range(CONFIG.num_layers):
     expected += [
       f"['layer_{i}']['__call__'][0]",

@@ -10,8 +10,8 @@ import optax
 import pytest
 
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.tasks.lm import lm_loss_fn
 from tfjax.training import optimizer
-from tfjax.training.lm import lm_loss_fn
 from tfjax.training.state import TrainState
 from tfjax.training.step import cross_entropy_loss, eval_step, micro_batches, train_step
 

@@ -10,14 +10,10 @@ and HF label such windows so for SQuAD 1.1 training as well as 2.0, and so do we
 
 Token <-> text: every context token keeps its character span in the context (WordPiece offsets
 from `tokenizers`, SentencePiece ones from its pieces), so a predicted token span maps back to
-the exact context text, whatever the tokenizer's normalisation (lowercasing, accents). Scores:
-`squad_em_f1`, the official SQuAD 1.1 exact match and F1.
+the exact context text, whatever the tokenizer's normalisation (lowercasing, accents).
 """
 
-import collections
 import dataclasses
-import re
-import string
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -369,7 +365,7 @@ def best_answers(
   null_score_diff_threshold: float = 0.0,
 ) -> dict[str, str]:
   """Each example's answer text: its windows' best span (scores/starts/ends per window, [n];
-  a score of -inf means no span, as `tfjax.training.bert_qa.best_spans` gives).
+  a score of -inf means no span, as `tfjax.tasks.question_answering.best_spans` gives).
 
   With `null_scores` (SQuAD 2.0: each window's [CLS] start + end logit), an example answers ""
   when its smallest null score beats its best span by more than `null_score_diff_threshold`
@@ -396,50 +392,3 @@ def best_answers(
       text = ""
     answers[features.examples[example].id] = text
   return answers
-
-
-# ------------------------------------------------------------------------------ metrics
-
-
-def normalize_answer(text: str) -> str:
-  """SQuAD's normalisation (evaluate-v1.1.py): lowercase, no punctuation, no articles (a, an,
-  the), single spaces."""
-  text = text.lower()
-  text = "".join(c for c in text if c not in _PUNCTUATION)
-  text = re.sub(r"\b(a|an|the)\b", " ", text)
-  return " ".join(text.split())
-
-
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def _f1(prediction: str, gold: str) -> float:
-  pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
-  common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-  num_same = sum(common.values())
-  if num_same == 0:
-    return 0.0
-  precision, recall = num_same / len(pred_tokens), num_same / len(gold_tokens)
-  return 2 * precision * recall / (precision + recall)
-
-
-def squad_em_f1(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
-  """(exact match, F1), each in [0, 1], of one prediction against its gold answers: the best
-  over the golds, as SQuAD 1.1's evaluate-v1.1.py. No golds (a SQuAD 2.0 unanswerable
-  question): 1 for an empty prediction, else 0, as evaluate-v2.0.py."""
-  if not golds:
-    score = float(not normalize_answer(prediction))
-    return score, score
-  em = max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds)
-  return em, max(_f1(prediction, g) for g in golds)
-
-
-def evaluate_predictions(
-  examples: Sequence[SquadExample], predictions: dict[str, str]
-) -> dict[str, float]:
-  """{"exact_match", "f1"} in percent over `examples` (an unanswered one scores 0)."""
-  if not examples:
-    raise ValueError("no examples to score")
-  scores = [squad_em_f1(predictions.get(e.id, ""), e.answers) for e in examples]
-  em, f1 = np.mean(scores, axis=0) * 100
-  return {"exact_match": float(em), "f1": float(f1)}

@@ -43,17 +43,23 @@ class _Family(NamedTuple):
   task: str  # that task
   name: str  # for messages: "a {name} {kind} run", "a tfjax {kind} workdir"
   kind: str
-  command: str  # python -m train.{command} trains it
+  recipe: str  # python -m train.train --config=configs/{recipe}.py trains one
   hf: str | None  # the HF family it imports, None: workdirs only
 
 
 FAMILIES = {
-  "gpt": _Family(GPTConfig, GPT, "lm", "GPT", "language-model", "gpt", "GPT-2"),
+  "gpt": _Family(GPTConfig, GPT, "lm", "GPT", "language-model", "gpt_tiny", "GPT-2"),
   "bert": _Family(
-    BertConfig, BertForPreTraining, "bert_pretraining", "BERT", "pre-training", "bert", "BERT"
+    BertConfig, BertForPreTraining, "bert_pretraining", "BERT", "pre-training", "bert_tiny", "BERT"
   ),
   "transformer": _Family(
-    TransformerConfig, Transformer, "translation", "Transformer", "translation", "translate", None
+    TransformerConfig,
+    Transformer,
+    "translation",
+    "Transformer",
+    "translation",
+    "transformer_tiny",
+    None,
   ),
 }
 _HF_CONFIGS = {"gpt": gpt2.gpt2_config_from_hf, "bert": bert_hub.bert_config_from_hf}
@@ -66,7 +72,8 @@ def _family(family: str) -> _Family:
 
 
 def _what_to_give(spec: _Family) -> str:
-  what = f"a tfjax {spec.kind} workdir (train a model in it first: python -m train.{spec.command})"
+  command = f"python -m train.train --config=configs/{spec.recipe}.py"
+  what = f"a tfjax {spec.kind} workdir (train a model in it first: {command})"
   if spec.hf is not None:
     what += f" or an HF {spec.hf} directory (config.json + model.safetensors)"
   return what

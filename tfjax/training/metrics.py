@@ -1,7 +1,7 @@
 """Metrics out of a run: JSONL (always), TensorBoard event files, a progress bar, and MFU.
 
-TensorBoard files are written by `tensorboardX`, which needs no TensorFlow (DESIGN §5: clu's
-writers import TensorFlow). Only process 0 writes, so multi-host runs produce one record.
+TensorBoard files are written by `tensorboardX`, which needs no TensorFlow (clu's metric writers
+import it). Only process 0 writes, so multi-host runs produce one record.
 """
 
 import json
@@ -92,12 +92,6 @@ class MetricWriter:
       f.writelines(json.dumps(r) + "\n" for r in kept)
     os.replace(tmp, self.path)
 
-  def flush(self) -> None:
-    if self._file is not None:
-      self._file.flush()
-    for writer in self._tb_writers.values():
-      writer.flush()
-
   def close(self) -> None:
     self._close_files()
 
@@ -154,31 +148,19 @@ class ProgressBar:
   This is the library's one reporter to the terminal; it is silent except on process 0.
   """
 
-  def __init__(
-    self,
-    num_steps: int,
-    initial_step: int = 0,
-    enabled: bool | None = None,
-    desc: str = "train",
-  ):
+  def __init__(self, num_steps: int, initial_step: int = 0, enabled: bool | None = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._bar = tqdm.tqdm(
       total=num_steps,
       initial=initial_step,
-      desc=desc,
+      desc="train",
       unit="step",
       dynamic_ncols=True,
       disable=not self.enabled,
     )
 
-  def update(
-    self,
-    step: int,
-    loss: float | None = None,
-    tokens_per_s: float | None = None,
-    **extra: float,
-  ) -> None:
-    """Moves the bar to `step` and shows the latest loss, tokens/s and any `extra` scalars."""
+  def update(self, step: int, loss: float | None = None, tokens_per_s: float | None = None) -> None:
+    """Moves the bar to `step` and shows the latest loss and tokens/s."""
     if not self.enabled:
       return
     postfix = {}
@@ -186,14 +168,8 @@ class ProgressBar:
       postfix["loss"] = f"{float(loss):.4f}"
     if tokens_per_s is not None:
       postfix["tok/s"] = _si(float(tokens_per_s))
-    postfix.update({k: f"{float(v):.4g}" for k, v in extra.items()})
     self._bar.set_postfix(postfix, refresh=False)
     self._bar.update(int(step) - self._bar.n)
-
-  def write(self, message: str) -> None:
-    """Prints a line above the bar (the training loop's final report, say)."""
-    if self.enabled:
-      self._bar.write(message)
 
   def close(self) -> None:
     self._bar.close()

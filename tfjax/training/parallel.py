@@ -31,7 +31,11 @@ PMAP_AXIS = "devices"
 
 
 class Parallel:
-  """Places state and batches for one mode, and runs its train and eval steps."""
+  """Places state and batches for one mode, and runs its train and eval steps.
+
+  The state's shardings are fixed when it is made, from the shapes `init_fn` gives: the steps
+  compile for them whichever method is called first.
+  """
 
   def __init__(
     self,
@@ -39,6 +43,7 @@ class Parallel:
     mesh: Mesh,
     rules: Any,
     *,
+    init_fn: Callable[[], TrainState],
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
@@ -52,6 +57,7 @@ class Parallel:
         f"{mesh.shape['fsdp']}, tensor={mesh.shape['tensor']}; use mode='jit' to shard weights"
       )
     self.mode, self.mesh, self.rules = mode, mesh, rules
+    self._init_fn = init_fn
     step = functools.partial(
       train_step,
       loss_fn=loss_fn,
@@ -62,25 +68,30 @@ class Parallel:
     evaluate = functools.partial(eval_step, loss_fn=loss_fn)
     self._batch_sharding = sharding.batch_sharding(mesh)
     self._replicated = sharding.replicated(mesh)
-    self._state_shardings = None  # set by init_state / abstract_state
+    shapes = jax.eval_shape(init_fn)
+    if mode == "jit":
+      self._state_shardings = sharding.tree_shardings(shapes, mesh, rules)
+    else:
+      self._state_shardings = jax.tree.map(lambda _: self._replicated, shapes)
+    self._abstract_state = jax.tree.map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+      shapes,
+      self._state_shardings,
+    )
     self._step_impl, self._eval_impl = step, evaluate
     self._step = self._eval = None
     self._num_local = jax.local_device_count()
 
   # --------------------------------------------------------------------------------- state
 
-  def abstract_state(self, init_fn: Callable[[], TrainState]) -> TrainState:
+  def abstract_state(self) -> TrainState:
     """Shapes, dtypes and target shardings of the state as saved (for Orbax restore)."""
-    shapes = jax.eval_shape(init_fn)
-    shardings = self._shardings_for(shapes)
-    return jax.tree.map(
-      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
-    )
+    return self._abstract_state
 
-  def init_state(self, init_fn: Callable[[], TrainState]) -> TrainState:
-    """A fresh state, created directly with its shardings (never whole on one device)."""
-    shardings = self._shardings_for(jax.eval_shape(init_fn))
-    return self.from_saved(jax.jit(init_fn, out_shardings=shardings)())
+  def init_state(self) -> TrainState:
+    """A fresh state from `init_fn`, created directly with its shardings (never whole on one
+    device)."""
+    return self.from_saved(jax.jit(self._init_fn, out_shardings=self._state_shardings)())
 
   def from_saved(self, state: TrainState) -> TrainState:
     """The state as the step wants it: pmap replicates it over the local devices."""
@@ -101,15 +112,8 @@ class Parallel:
 
   def place_params(self, params: Any) -> Any:
     """Parameters (host or device arrays, the same on every process) -> placed as the saved
-    state's params are (after `init_state` / `abstract_state`)."""
+    state's params are."""
     return jax.device_put(params, self._state_shardings.params)
-
-  def _shardings_for(self, shapes: Any) -> Any:
-    if self.mode == "jit":
-      self._state_shardings = sharding.tree_shardings(shapes, self.mesh, self.rules)
-    else:
-      self._state_shardings = jax.tree.map(lambda _: self._replicated, shapes)
-    return self._state_shardings
 
   # ------------------------------------------------------------------------------- batches
 
@@ -170,7 +174,7 @@ class Parallel:
           mesh=self.mesh,
           in_specs=(PartitionSpec(), PartitionSpec(sharding.BATCH_AXES)),
           out_specs=(PartitionSpec(), PartitionSpec()),
-          check_vma=False,  # gradients are reduced explicitly (DESIGN.md §5)
+          check_vma=False,  # else replicated params' gradients come summed, and psum'd twice
         ),
         donate_argnums=0,
       )
@@ -187,11 +191,8 @@ class Parallel:
         return {"loss": loss, **aux}
 
       return jax.pmap(per_device, axis_name=PMAP_AXIS)
-    params_shardings = (
-      self._state_shardings.params if self._state_shardings is not None else self._replicated
-    )
     return jax.jit(
       self._eval_impl,
-      in_shardings=(params_shardings, self._batch_sharding),
+      in_shardings=(self._state_shardings.params, self._batch_sharding),
       out_shardings=self._replicated,
     )

@@ -13,12 +13,15 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+DPI = 120  # pixels per inch of the PNGs
 
-def _save(fig: Figure, path: str) -> None:
+
+def _save(fig: Figure, path: str) -> Figure:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   FigureCanvasAgg(fig)
-  fig.savefig(path, format="png", dpi=120)
+  fig.savefig(path, format="png", dpi=DPI)
+  return fig
 
 
 def plot_loss_curves(
@@ -26,8 +29,9 @@ def plot_loss_curves(
   path: str,
   key: str = "loss",
   log_scale: bool = False,
-) -> None:
-  """Plots train and eval `key` against step on one figure, saved as a PNG at `path`.
+) -> Figure:
+  """Plots train and eval `key` against step on one figure, saved as a PNG at `path`; returns
+  the figure.
 
   `metrics` are the records of `read_metrics` (`{"step", "split", ...}`); records without
   `key` are skipped, so a run that has not evaluated yet plots its train curve alone.
@@ -52,7 +56,7 @@ def plot_loss_curves(
   ax.set_title(f"{key} vs step")
   ax.grid(True, alpha=0.3)
   ax.legend()
-  _save(fig, path)
+  return _save(fig, path)
 
 
 def plot_attention_maps(
@@ -61,8 +65,9 @@ def plot_attention_maps(
   path: str,
   query_tokens: Sequence[str] | None = None,
   max_cols: int = 4,
-) -> None:
-  """Draws one heatmap per head of attention `weights` [heads, q, k] (or [q, k]) as a PNG.
+) -> Figure:
+  """Draws one heatmap per head of attention `weights` [heads, q, k] (or [q, k]) as a PNG at
+  `path`; returns the figure.
 
   `tokens` label the keys, `query_tokens` the queries (the same tokens by default, as in
   self-attention; pass the target tokens for cross-attention).
@@ -97,4 +102,4 @@ def plot_attention_maps(
     ax.set_xlabel("key")
     ax.set_ylabel("query")
   fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
-  _save(fig, path)
+  return _save(fig, path)

@@ -199,7 +199,9 @@ def sum_over_devices(
   """Per-device token means -> global token means: weight by tokens, `psum`, divide.
 
   With `check_vma=False` (or `pmap`) the gradient of a device's own loss is that device's
-  alone, so the explicit sum is right and nothing is counted twice (DESIGN.md §5).
+  alone, so the explicit sum is right. (With shard_map's default `check_vma=True`, the gradient
+  with respect to replicated params comes already summed over devices, and this sum would count
+  it once per device.)
   """
   if "num_tokens" not in aux:
     raise ValueError("data-parallel steps weight devices by aux['num_tokens']; return it")

@@ -2,16 +2,19 @@
 
 `train_and_evaluate` owns everything every run shares (mesh, state, the parallel step, the
 loop, checkpoints, metrics, resume); a task owns what differs: its config checks, its data, its
-model and loss, and its report at the end. `config.task` names the task (`TASKS` in trainer.py).
+model and loss, and its report at the end. The trainer is handed the task's class and imports
+no task: `tfjax.tasks.registry` maps the name in `config.task` to its class.
 """
 
 import abc
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -27,7 +30,6 @@ class TaskData:
 
   train_iter: Iterator[dict[str, np.ndarray]]  # this process's rows; checkpointable (grain)
   eval_batches: list[dict[str, np.ndarray]]  # whole global batches, the same on every process
-  tokens_per_example: int  # for the throughput (tokens/s) and MFU
   # Writes what a workdir needs beside the checkpoints to be used later (the tokenizer).
   save_files: Callable[[str], None] = lambda workdir: None
 
@@ -38,6 +40,9 @@ class Task(abc.ABC):
   model_config_cls: type  # frozen dataclass with from_config (e.g. GPTConfig)
   # Config keys (beyond the model's architecture) a resumed run must share with its checkpoint.
   run_identity: tuple[str, ...] = ("train.seed",)
+  num_inputs: int = 1  # token arrays the model's call takes first (encoder-decoder: 2)
+  # The data config field with the tokens of one training example (a row of the batch).
+  seq_len_field: str = "seq_len"
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -46,6 +51,11 @@ class Task(abc.ABC):
 
   def validate(self) -> None:  # noqa: B027 (optional hook)
     """Task-specific config checks, before any data or compilation; raise ValueError."""
+
+  @property
+  def seq_len(self) -> int:
+    """Tokens in one training example (a row of the batch): for init shapes, tokens/s, MFU."""
+    return self.config.data[self.seq_len_field]
 
   @abc.abstractmethod
   def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
@@ -56,12 +66,14 @@ class Task(abc.ABC):
     """The training model; `activation_sharding` pins activations to the batch split."""
 
   @abc.abstractmethod
-  def init_params(self, rng: jax.Array) -> Any:
-    """Fresh parameters (called under jit and `jax.eval_shape`)."""
-
-  @abc.abstractmethod
   def loss_fn(self, model: nn.Module) -> LossFn:
     """The loss the step differentiates (see tfjax.training.step)."""
+
+  def init_params(self, rng: jax.Array) -> Any:
+    """Fresh parameters: the model's init on rows of zeros (called under jit and
+    `jax.eval_shape`)."""
+    tokens = jnp.zeros((1, self.seq_len), jnp.int32)
+    return self.model().init(rng, *[tokens] * self.num_inputs)["params"]
 
   def initial_params(self, params: Any) -> Any:
     """Parameters a fresh run starts from; fine-tuning puts pre-trained weights in here."""
@@ -81,3 +93,22 @@ class Task(abc.ABC):
     Runs on every process (it may compute with sharded params); only process 0 writes files.
     """
     return []
+
+  def train_iterator_args(self, process_index: int, process_count: int) -> dict[str, int]:
+    """What every pipeline's `train_iterator` takes beside its data: this process's share of
+    train.batch_size, the run's seed, and which process this is."""
+    train = self.config.train
+    return dict(
+      batch_size=train.batch_size // process_count,
+      seed=train.seed,
+      process_index=process_index,
+      process_count=process_count,
+    )
+
+
+def write_output(workdir: str, name: str, text: str) -> None:
+  """Writes `text` to `workdir/name` from process 0 only (every process computes the outputs,
+  one writes them)."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, name), "w") as f:
+      f.write(text)

@@ -1,10 +1,11 @@
-"""`train_and_evaluate(config, workdir)`: the whole run, top to bottom, for any task.
+"""`train_and_evaluate(config, workdir, task_cls)`: the whole run, top to bottom, for any task.
 
 Sections: setup, data, model and state (fresh or resumed), loop (step, log, eval, checkpoint),
 end (final eval, loss-curve PNG, the task's outputs and report). A run killed at any point
 resumes from the latest checkpoint in `workdir` and continues with the same losses as an
 uninterrupted run. What differs between GPT, BERT pre-training and fine-tuning is a `Task`
-(tfjax/training/task.py), named by `config.task`.
+(tfjax/training/task.py): the caller passes its class (`tfjax.tasks.registry.train` looks it up
+by `config.task`), so this module imports no task.
 """
 
 import dataclasses
@@ -19,34 +20,15 @@ import numpy as np
 from absl import logging
 
 from tfjax.training import checkpoint, metrics, optimizer, plots, sharding
-from tfjax.training.bert import BertPretrainingTask, ClassificationTask
-from tfjax.training.bert_qa import QuestionAnsweringTask
-from tfjax.training.lm import LanguageModelTask
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
 from tfjax.training.step import check_grad_accum_steps
 from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task
-from tfjax.training.translation import TranslationTask
-
-TASKS: dict[str, type[Task]] = {
-  "lm": LanguageModelTask,
-  "bert_pretraining": BertPretrainingTask,
-  "classification": ClassificationTask,
-  "question_answering": QuestionAnsweringTask,
-  "translation": TranslationTask,
-}
 
 
-def make_task(config: ml_collections.ConfigDict) -> Task:
-  """The task `config.task` names ("lm" when the config has no `task`), its config checked."""
-  name = config.get("task", "lm")
-  if name not in TASKS:
-    raise ValueError(f"task={name!r} is unknown; choose one of {sorted(TASKS)}")
-  return TASKS[name](config)
-
-
-def validate_config(config: ml_collections.ConfigDict) -> Task:
-  """Checks the config before any data or compilation; returns its task."""
+def validate_config(config: ml_collections.ConfigDict, task_cls: type[Task]) -> Task:
+  """Checks the config before any data or compilation: the training settings, then the task's
+  own (`task_cls(config)`); returns the task."""
   train = config.train
   for name in ("batch_size", "num_steps", "log_every", "eval_every", "eval_batches"):
     if train[name] < 1:
@@ -61,7 +43,7 @@ def validate_config(config: ml_collections.ConfigDict) -> Task:
       f"train.log_every={train.log_every}, so that a resumed run logs the same step windows"
     )
   optimizer.make_optimizer(train, config.model.get("d_model"))  # raises on bad values
-  return make_task(config)
+  return task_cls(config)
 
 
 def _saved_config(workdir: str) -> dict | None:
@@ -75,10 +57,10 @@ def _saved_config(workdir: str) -> dict | None:
 def check_same_task(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises if `workdir` holds a run of another task (checked before any parameter shape)."""
   saved = _saved_config(workdir)
-  if saved is not None and saved.get("task", "lm") != config.get("task", "lm"):
+  if saved is not None and saved.get("task") != config.get("task"):
     raise ValueError(
-      f"{workdir} holds a run of task {saved.get('task', 'lm')!r}, not "
-      f"{config.get('task', 'lm')!r}; use a fresh --workdir"
+      f"{workdir} holds a run of task {saved.get('task')!r}, not {config.get('task')!r}; use a "
+      "fresh --workdir"
     )
 
 
@@ -113,12 +95,15 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict, task: Task) 
     )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains the model of `config.task` as `config` says, in `workdir`; returns final metrics."""
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]
+) -> dict[str, float]:
+  """Trains the task `task_cls` builds on `config`, as `config` says, in `workdir`; returns the
+  final metrics."""
   # ---------------------------------------------------------------------------------- setup
   parallel_cfg = config.get("parallel", ml_collections.ConfigDict())
   sharding.initialize_distributed(parallel_cfg)  # before any other JAX call
-  task = validate_config(config)
+  task = validate_config(config, task_cls)
   train_cfg = config.train
   mesh = sharding.make_mesh(parallel_cfg.get("mesh", {"data": -1}))
   grad_accum_steps = train_cfg.get("grad_accum_steps", 1)
@@ -143,6 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     mode,
     mesh,
     parallel_cfg.get("rules", sharding.DEFAULT_RULES),
+    init_fn=init_state,
     loss_fn=task.loss_fn(train_model),
     optimizer=tx,
     schedule=schedule,
@@ -151,13 +137,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
   if manager.latest_step() is not None:
     check_same_task(workdir, config)
-    abstract_state = parallel.abstract_state(init_state)  # with this mesh's shardings
+    abstract_state = parallel.abstract_state()  # with this mesh's shardings
     checkpoint.check_params_fit(manager, manager.latest_step(), abstract_state.params)
     check_same_run(workdir, config, task)  # what shapes cannot tell
     state = parallel.from_saved(checkpoint.restore(manager, abstract_state, train_iter))
     logging.warning("Resumed from step %d in %s", int(state.step), workdir)
   else:
-    state = parallel.init_state(init_state)
+    state = parallel.init_state()
     fresh = parallel.to_saved(state)
     params = task.initial_params(fresh.params)
     if params is not fresh.params:  # e.g. pre-trained weights for fine-tuning
@@ -186,9 +172,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     }
     return task.summarize(means)
 
-  flops_per_token = task.flops_per_token(jax.eval_shape(init_state).params)
+  flops_per_token = task.flops_per_token(parallel.abstract_state().params)
   peak_flops = metrics.measure_matmul_peak_flops()
-  tokens_per_step = train_cfg.batch_size * data.tokens_per_example
+  tokens_per_step = train_cfg.batch_size * task.seq_len
 
   # ----------------------------------------------------------------------------------- loop
   writer = metrics.MetricWriter(workdir)

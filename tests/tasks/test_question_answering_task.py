@@ -1,5 +1,6 @@
 """Question answering on the shared trainer: the loss against a numpy reference, the span search
-against brute force, and a tiny BERT that learns a few synthetic SQuAD questions end to end."""
+against brute force, SQuAD's EM and F1 against hand counts, and a tiny BERT that learns a few
+synthetic SQuAD questions end to end."""
 
 import itertools
 import json
@@ -15,9 +16,12 @@ from etils import epath
 
 from configs import bert_tiny_squad
 from tests.conftest import apply_overrides
+from tfjax.data import squad
 from tfjax.data.tokenizers.bert import find_offline_bert_vocab
 from tfjax.models.bert import BertConfig, BertForQuestionAnswering
-from tfjax.training import bert_qa, metrics, trainer
+from tfjax.tasks import question_answering, registry
+from tfjax.tasks.question_answering import evaluate_predictions, normalize_answer, squad_em_f1
+from tfjax.training import metrics
 
 NAMES = ("Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Henry")
 CITIES = ("Paris", "Rome", "Berlin", "Madrid", "Vienna", "Prague", "Lisbon", "Dublin")
@@ -99,13 +103,6 @@ def tiny_config(data_dir: str, **overrides: Any) -> ml_collections.ConfigDict:
   return apply_overrides(bert_tiny_squad.get_config(), {**values, **overrides})
 
 
-@pytest.fixture(autouse=True)
-def question_answering_task(monkeypatch):
-  """The trainer knows the task (until TASKS has it); no ~2 s matmul benchmark for MFU."""
-  monkeypatch.setitem(trainer.TASKS, "question_answering", bert_qa.QuestionAnsweringTask)
-  monkeypatch.setattr(metrics, "measure_matmul_peak_flops", lambda *a, **k: 1e11)
-
-
 # --- loss and span search ----------------------------------------------------------------------
 
 
@@ -127,7 +124,7 @@ def test_loss_is_the_mean_of_start_and_end_cross_entropies_over_weighted_rows():
     "weights": np.array([1, 1, 0], np.float32),
   }
   params = model.init(jax.random.key(0), batch["tokens"])["params"]
-  loss, aux = bert_qa.question_answering_loss_fn(model)(params, batch, None, True)
+  loss, aux = question_answering.question_answering_loss_fn(model)(params, batch, None, True)
   start, end = (np.asarray(x) for x in model.apply({"params": params}, batch["tokens"]))
   rows = np.arange(2)  # the weighted ones
   start_ce = -_log_softmax(start)[rows, batch["start_position"][:2]]
@@ -148,7 +145,7 @@ def test_best_spans_match_a_brute_force_search():
   start_mask[3] = False  # no allowed span in row 3
   scores, starts, ends = (
     np.asarray(x)
-    for x in bert_qa.best_spans(
+    for x in question_answering.best_spans(
       jnp.asarray(start_logits), jnp.asarray(end_logits), start_mask, end_mask, max_len
     )
   )
@@ -166,13 +163,51 @@ def test_best_spans_match_a_brute_force_search():
     np.testing.assert_allclose(scores[row], score, rtol=1e-6)
 
 
+# --- EM / F1 (official evaluate-v1.1.py) -----------------------------------------------------
+
+
+def test_normalize_answer_follows_the_official_script():
+  assert normalize_answer("The  Quick, brown fox!") == "quick brown fox"
+  assert normalize_answer("An apple a day") == "apple day"
+  assert normalize_answer("theatre of the U.S.") == "theatre of us"  # \b: not "atre"
+  assert normalize_answer("  ") == ""
+
+
+def test_em_and_f1_hand_computed():
+  # Exact after normalisation; the best gold counts.
+  assert squad_em_f1("the Eiffel Tower", ["Eiffel tower!", "tower"]) == (1.0, 1.0)
+  # pred {cat, sat}, gold {cat, sat, on, mat}: P = 1, R = 1/2, F1 = 2/3.
+  em, f1 = squad_em_f1("the cat sat", ["a cat sat on the mat"])
+  assert em == 0.0 and f1 == pytest.approx(2 / 3)
+  # Counts clip: pred x x y vs gold x y y share {x, y}: P = R = 2/3.
+  assert squad_em_f1("x x y", ["x y y"])[1] == pytest.approx(2 / 3)
+  # Max over golds: F1 with "1990" alone is 2 * (1/2 * 1) / (3/2) = 2/3, with "in 1990" 1.
+  assert squad_em_f1("in 1990", ["1990"])[1] == pytest.approx(2 / 3)
+  assert squad_em_f1("in 1990", ["1990", "in 1990"]) == (1.0, 1.0)
+  assert squad_em_f1("Paris", ["Rome"]) == (0.0, 0.0)
+  assert squad_em_f1("", ["Rome"]) == (0.0, 0.0)
+  # SQuAD 2.0 unanswerable (no golds): only an empty answer scores.
+  assert squad_em_f1("", []) == (1.0, 1.0) and squad_em_f1("x", []) == (0.0, 0.0)
+
+
+def test_evaluate_predictions_averages_in_percent():
+  examples = [
+    squad.SquadExample("a", "", "", ("cat sat",), (0,)),
+    squad.SquadExample("b", "", "", ("Rome",), (0,)),
+  ]
+  scores = evaluate_predictions(examples, {"a": "the cat", "b": "Rome"})
+  # a: EM 0, F1 2 * (1 * 1/2) / (3/2) = 2/3; b: 1, 1.
+  assert scores["exact_match"] == pytest.approx(50.0)
+  assert scores["f1"] == pytest.approx(100 * (2 / 3 + 1) / 2)
+
+
 # --- end to end --------------------------------------------------------------------------------
 
 
 def test_a_tiny_bert_learns_a_few_questions_end_to_end(tmp_path):
   data_dir, workdir = str(tmp_path / "tfds"), tmp_path / "workdir"
   config = tiny_config(data_dir)
-  final = trainer.train_and_evaluate(config, str(workdir))
+  final = registry.train(config, str(workdir))
   assert 0 <= final["eval_exact_match"] <= 100 and 0 <= final["eval_f1"] <= 100
   predictions = json.loads((workdir / "predictions.json").read_text())
   assert sorted(predictions) == [f"q{i}" for i in range(8)]
@@ -187,12 +222,12 @@ def test_a_tiny_bert_learns_a_few_questions_end_to_end(tmp_path):
 
 def test_config_errors_say_how_to_fix(tmp_path):
   with pytest.raises(ValueError, match="needs a tokenizer"):
-    trainer.validate_config(tiny_config(str(tmp_path), **{"data.tokenizer": ""}))
+    registry.make_task(tiny_config(str(tmp_path), **{"data.tokenizer": ""}))
   with pytest.raises(ValueError, match="max_answer_length=0 must be >= 1"):
-    trainer.validate_config(tiny_config(str(tmp_path), **{"data.max_answer_length": 0}))
+    registry.make_task(tiny_config(str(tmp_path), **{"data.max_answer_length": 0}))
   too_long = tiny_config(str(tmp_path), **{"data.max_seq_len": 64})
   with pytest.raises(ValueError, match=r"max_seq_len=64 is longer than the position table"):
-    trainer.train_and_evaluate(too_long, str(tmp_path / "workdir"))
+    registry.train(too_long, str(tmp_path / "workdir"))
 
 
 def test_fine_tunes_from_an_hf_bert_directory(tmp_path):
@@ -202,7 +237,7 @@ def test_fine_tunes_from_an_hf_bert_directory(tmp_path):
   overrides = {"init.checkpoint": hf_dir, "init.load_weights": True, "data.tokenizer": ""}
   one_step = {f"train.{k}": 1 for k in ("num_steps", "log_every", "checkpoint_every")}
   config = tiny_config(str(tmp_path / "tfds"), **overrides, **one_step, **{"train.warmup_steps": 0})
-  final = trainer.train_and_evaluate(config, str(tmp_path / "workdir"))
+  final = registry.train(config, str(tmp_path / "workdir"))
   saved = json.loads((tmp_path / "workdir" / "config.json").read_text())
   assert saved["model"]["d_model"] == 384 and saved["model"]["num_layers"] == 6
   assert 0 <= final["eval_f1"] <= 100

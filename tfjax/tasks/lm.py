@@ -6,15 +6,14 @@ import shutil
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from tfjax.data import lm as lm_data
 from tfjax.inference import sampling
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training.metrics import transformer_flops_per_token
-from tfjax.training.step import LossFn, cross_entropy_loss
-from tfjax.training.task import Task, TaskData
+from tfjax.training.step import LossFn, cross_entropy_loss, dropout_rngs
+from tfjax.training.task import Task, TaskData, write_output
 
 
 def lm_loss_fn(model: GPT) -> LossFn:
@@ -23,7 +22,7 @@ def lm_loss_fn(model: GPT) -> LossFn:
   def loss_fn(
     params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool
   ) -> tuple[jax.Array, dict]:
-    rngs = {} if deterministic else {"dropout": dropout_rng}
+    rngs = dropout_rngs(dropout_rng, deterministic)
     logits = model.apply(
       {"params": params}, batch["inputs"], deterministic=deterministic, rngs=rngs
     )  # [b, t, V]
@@ -73,12 +72,7 @@ class LanguageModelTask(Task):
     self._data = lm_data.prepare_lm_data(data_cfg, vocab_size=self.model_config.vocab_size)
     self._train_tokens = self._data.tokens(data_cfg.train_split)
     train_iter = lm_data.train_iterator(
-      self._train_tokens,
-      data_cfg.seq_len,
-      train_cfg.batch_size // process_count,
-      seed=train_cfg.seed,
-      process_index=process_index,
-      process_count=process_count,
+      self._train_tokens, data_cfg.seq_len, **self.train_iterator_args(process_index, process_count)
     )
     eval_batches = lm_data.eval_batches(
       self._data.tokens(data_cfg.eval_split),
@@ -88,14 +82,10 @@ class LanguageModelTask(Task):
     )
     model_path = self._data.tokenizer.model_path
     save = lambda workdir: shutil.copyfile(model_path, os.path.join(workdir, "tokenizer.model"))
-    return TaskData(train_iter, eval_batches, data_cfg.seq_len, save)
+    return TaskData(train_iter, eval_batches, save)
 
   def model(self, activation_sharding: Any = None) -> GPT:
     return GPT(self.model_config, activation_sharding=activation_sharding)
-
-  def init_params(self, rng: jax.Array) -> Any:
-    dummy = jnp.zeros((1, self.config.data.seq_len), jnp.int32)
-    return self.model().init(rng, dummy)["params"]
 
   def loss_fn(self, model: GPT) -> LossFn:
     return lm_loss_fn(model)
@@ -104,7 +94,7 @@ class LanguageModelTask(Task):
     return {**metrics, "perplexity": math.exp(min(metrics["loss"], 50.0))}
 
   def flops_per_token(self, abstract_params: Any) -> float:
-    return gpt_flops_per_token(self.model_config, abstract_params, self.config.data.seq_len)
+    return gpt_flops_per_token(self.model_config, abstract_params, self.seq_len)
 
   def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
     eval_targets = np.concatenate([np.ravel(batch["targets"]) for batch in data.eval_batches])
@@ -123,9 +113,7 @@ class LanguageModelTask(Task):
       top_k=sample_cfg.top_k,
       top_p=sample_cfg.top_p,
     )
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, "samples.txt"), "w") as f:
-        f.write("\n\n".join(samples) + "\n")
+    write_output(workdir, "samples.txt", "\n\n".join(samples) + "\n")
     return [
       f"step {final['step']}: validation loss {final['eval_loss']:.3f}, "
       f"perplexity {final['eval_perplexity']:.1f} "

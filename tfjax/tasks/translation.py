@@ -21,7 +21,7 @@ from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
-from tfjax.training.task import Task, TaskData
+from tfjax.training.task import Task, TaskData, write_output
 
 
 def label_smoothed_loss(
@@ -87,6 +87,8 @@ class TranslationTask(Task):
   """Transformer on packed sentence pairs; evaluates the test split with BLEU at the end."""
 
   model_config_cls = TransformerConfig
+  num_inputs = 2  # source and target tokens
+  seq_len_field = "max_len"
   run_identity = (
     "data.name",
     "data.source_lang",
@@ -136,11 +138,7 @@ class TranslationTask(Task):
       data_cfg.max_len,
     )
     train_iter = translation_data.train_iterator(
-      train_rows,
-      train_cfg.batch_size // process_count,
-      seed=train_cfg.seed,
-      process_index=process_index,
-      process_count=process_count,
+      train_rows, **self.train_iterator_args(process_index, process_count)
     )
     eval_batches = translation_data.eval_batches(
       pack(self._data.ids(data_cfg.eval_split)), train_cfg.batch_size, train_cfg.eval_batches
@@ -148,14 +146,10 @@ class TranslationTask(Task):
     save = lambda workdir: shutil.copyfile(
       tokenizer.model_path, os.path.join(workdir, "tokenizer.model")
     )
-    return TaskData(train_iter, eval_batches, data_cfg.max_len, save)
+    return TaskData(train_iter, eval_batches, save)
 
   def model(self, activation_sharding: Any = None) -> Transformer:
     return Transformer(self.model_config, activation_sharding=activation_sharding)
-
-  def init_params(self, rng: jax.Array) -> Any:
-    dummy = jnp.zeros((1, self.config.data.max_len), jnp.int32)
-    return self.model().init(rng, dummy, dummy)["params"]
 
   def loss_fn(self, model: Transformer) -> LossFn:
     return translation_loss_fn(model, self.config.train.label_smoothing)
@@ -169,9 +163,7 @@ class TranslationTask(Task):
     the attention of 3 blocks per layer pair (self, self, cross)."""
     cfg = self.model_config
     num_params = sum(x.size for x in jax.tree.leaves(abstract_params))
-    return transformer_flops_per_token(
-      num_params, 3 * cfg.num_layers, self.config.data.max_len, cfg.d_model
-    )
+    return transformer_flops_per_token(num_params, 3 * cfg.num_layers, self.seq_len, cfg.d_model)
 
   def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
     decode, data_cfg = self.config.decode, self.config.data
@@ -214,13 +206,10 @@ class TranslationTask(Task):
     final["test_bleu_greedy"] = scores["greedy"].score
     final["test_bleu_beam"] = list(scores.values())[-1].score
     final["bleu_signature"] = signature
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, "test_translations.tsv"), "w") as f:
-        f.write("source\treference\tgreedy\tbeam\n")
-        for row in zip(sources, references, greedy, beam, strict=True):
-          f.write("\t".join(" ".join(x.split()) for x in row) + "\n")
-      with open(os.path.join(workdir, "bleu.json"), "w") as f:
-        json.dump({k: str(v) for k, v in scores.items()}, f, indent=2)
+    rows = zip(sources, references, greedy, beam, strict=True)
+    table = "".join("\t".join(" ".join(x.split()) for x in row) + "\n" for row in rows)
+    write_output(workdir, "test_translations.tsv", "source\treference\tgreedy\tbeam\n" + table)
+    write_output(workdir, "bleu.json", json.dumps({k: str(v) for k, v in scores.items()}, indent=2))
     pair = f"{data_cfg.source_lang}->{data_cfg.target_lang}"
     lines.append(f"test BLEU ({pair}, {len(sources)} sentences, sacrebleu {signature}):")
     lines += [f"  {name:<24} {score.score:5.2f}   ({score})" for name, score in scores.items()]

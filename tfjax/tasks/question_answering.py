@@ -1,9 +1,14 @@
 """Fine-tuning BERT for extractive question answering (SQuAD; Devlin et al. 2018, §4.2) on the
 shared trainer: start and end vectors score every token, the loss is the mean of the start and
-end cross-entropies, and the answer is the best-scoring span (start <= end) of the context."""
+end cross-entropies, and the answer is the best-scoring span (start <= end) of the context.
+Scored with SQuAD's own exact match and F1 (`squad_em_f1`, as the official evaluate-v1.1.py)."""
 
+import collections
 import json
 import os
+import re
+import string
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -12,9 +17,10 @@ import numpy as np
 
 from tfjax.data import squad
 from tfjax.models.bert import BertForQuestionAnswering
-from tfjax.training.bert import FineTuningTask
-from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
-from tfjax.training.task import TaskData
+from tfjax.tasks.bert_pretraining import apply_bert, bert_inputs
+from tfjax.tasks.fine_tuning import FineTuningTask
+from tfjax.training.step import LossFn, accuracy, cross_entropy_loss
+from tfjax.training.task import TaskData, write_output
 
 
 def question_answering_loss_fn(model: BertForQuestionAnswering) -> LossFn:
@@ -24,14 +30,8 @@ def question_answering_loss_fn(model: BertForQuestionAnswering) -> LossFn:
   def loss_fn(
     params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool
   ) -> tuple[jax.Array, dict]:
-    start_logits, end_logits = model.apply(
-      {"params": params},
-      batch["tokens"],
-      batch["segment_ids"],
-      batch["attention_mask"],
-      deterministic=deterministic,
-      rngs=dropout_rngs(dropout_rng, deterministic),
-    )  # [b, t] each
+    start_logits, end_logits = apply_bert(model, params, batch, dropout_rng, deterministic)
+    # [b, t] each
     weights = batch.get("weights")
     starts, ends = batch["start_position"], batch["end_position"]
     start_loss, num_windows = cross_entropy_loss(start_logits, starts, weights)
@@ -121,9 +121,7 @@ class QuestionAnsweringTask(FineTuningTask):
 
     @jax.jit
     def spans(params, batch, start_mask, end_mask):
-      start_logits, end_logits = model.apply(
-        {"params": params}, batch["tokens"], batch["segment_ids"], batch["attention_mask"]
-      )
+      start_logits, end_logits = apply_bert(model, params, batch)
       null = start_logits[:, 0] + end_logits[:, 0]  # [CLS] as start and end
       return (*best_spans(start_logits, end_logits, start_mask, end_mask, max_answer_length), null)
 
@@ -131,8 +129,7 @@ class QuestionAnsweringTask(FineTuningTask):
     for k, batch in enumerate(batches):
       rows = np.arange(k * len(batch["tokens"]), (k + 1) * len(batch["tokens"]))
       rows = np.where(rows < len(features), rows, 0)  # eval_batches' padding rows copy window 0
-      inputs = {key: batch[key] for key in ("tokens", "segment_ids", "attention_mask")}
-      results.append(jax.device_get(spans(params, inputs, *features.span_masks(rows))))
+      results.append(jax.device_get(spans(params, bert_inputs(batch), *features.span_masks(rows))))
     scores, starts, ends, null = (
       np.concatenate(r)[: len(features)] for r in zip(*results, strict=True)
     )
@@ -141,11 +138,9 @@ class QuestionAnsweringTask(FineTuningTask):
 
   def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
     predictions = self.predict(params, data.eval_batches)
-    scores = squad.evaluate_predictions(self._data.eval.examples, predictions)
+    scores = evaluate_predictions(self._data.eval.examples, predictions)
     final["eval_exact_match"], final["eval_f1"] = scores["exact_match"], scores["f1"]
-    if jax.process_index() == 0:
-      with open(os.path.join(workdir, "predictions.json"), "w") as f:
-        json.dump(predictions, f, indent=2, ensure_ascii=False)
+    write_output(workdir, "predictions.json", json.dumps(predictions, indent=2, ensure_ascii=False))
     return [
       f"step {final['step']}: validation loss {final['eval_loss']:.3f}, start/end accuracy "
       f"{final['eval_start_accuracy']:.3f}/{final['eval_end_accuracy']:.3f} (per window)",
@@ -153,3 +148,50 @@ class QuestionAnsweringTask(FineTuningTask):
       f"{len(self._data.eval.examples)} questions (BERT-base: 80.8 / 88.5 on SQuAD 1.1 dev)",
       f"answers: {os.path.join(workdir, 'predictions.json')}",
     ]
+
+
+# ------------------------------------------------------------------------ SQuAD's EM and F1
+
+
+def normalize_answer(text: str) -> str:
+  """SQuAD's normalisation (evaluate-v1.1.py): lowercase, no punctuation, no articles (a, an,
+  the), single spaces."""
+  text = text.lower()
+  text = "".join(c for c in text if c not in _PUNCTUATION)
+  text = re.sub(r"\b(a|an|the)\b", " ", text)
+  return " ".join(text.split())
+
+
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def _f1(prediction: str, gold: str) -> float:
+  pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
+  common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+  num_same = sum(common.values())
+  if num_same == 0:
+    return 0.0
+  precision, recall = num_same / len(pred_tokens), num_same / len(gold_tokens)
+  return 2 * precision * recall / (precision + recall)
+
+
+def squad_em_f1(prediction: str, golds: Sequence[str]) -> tuple[float, float]:
+  """(exact match, F1), each in [0, 1], of one prediction against its gold answers: the best
+  over the golds, as SQuAD 1.1's evaluate-v1.1.py. No golds (a SQuAD 2.0 unanswerable
+  question): 1 for an empty prediction, else 0, as evaluate-v2.0.py."""
+  if not golds:
+    score = float(not normalize_answer(prediction))
+    return score, score
+  em = max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds)
+  return em, max(_f1(prediction, g) for g in golds)
+
+
+def evaluate_predictions(
+  examples: Sequence[squad.SquadExample], predictions: dict[str, str]
+) -> dict[str, float]:
+  """{"exact_match", "f1"} in percent over `examples` (an unanswered one scores 0)."""
+  if not examples:
+    raise ValueError("no examples to score")
+  scores = [squad_em_f1(predictions.get(e.id, ""), e.answers) for e in examples]
+  em, f1 = np.mean(scores, axis=0) * 100
+  return {"exact_match": float(em), "f1": float(f1)}

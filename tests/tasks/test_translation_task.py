@@ -16,7 +16,8 @@ from tests.conftest import apply_overrides
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.inference.seq2seq import translate_texts
 from tfjax.models.transformer import TransformerConfig
-from tfjax.training import checkpoint, metrics, trainer, translation
+from tfjax.tasks import registry, translation
+from tfjax.training import checkpoint, metrics
 
 WORDS = "open save close the file window printer new old page text color image folder".split()
 CIPHER = {w: w[::-1].upper() + "x" for w in WORDS}  # a made-up language, word for word
@@ -78,11 +79,6 @@ def tiny_config(tmp_path, **overrides: Any):
   return apply_overrides(transformer_tiny.get_config(), values)
 
 
-@pytest.fixture(autouse=True)
-def no_matmul_benchmark(monkeypatch):
-  monkeypatch.setattr(metrics, "measure_matmul_peak_flops", lambda *a, **k: 1e11)
-
-
 # --- loss --------------------------------------------------------------------------------------
 
 
@@ -113,9 +109,9 @@ def cipher_run(tmp_path_factory):
   workdir = tmp_path / "workdir"
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(metrics, "measure_matmul_peak_flops", lambda *a, **k: 1e11)
-    trainer.train_and_evaluate(tiny_config(tmp_path, **{"train.num_steps": 200}), str(workdir))
+    registry.train(tiny_config(tmp_path, **{"train.num_steps": 200}), str(workdir))
     # Resumed to 400 steps: the data iterator and optimizer continue from step 200.
-    final = trainer.train_and_evaluate(tiny_config(tmp_path), str(workdir))
+    final = registry.train(tiny_config(tmp_path), str(workdir))
   return workdir, final
 
 
@@ -178,7 +174,7 @@ def test_cli_refuses_a_workdir_of_another_vocabulary_or_none(cipher_run, run_cli
 
 def test_resuming_with_another_vocabulary_is_refused(tmp_path):
   workdir = tmp_path / "workdir"
-  trainer.train_and_evaluate(
+  registry.train(
     tiny_config(
       tmp_path,
       **{
@@ -192,7 +188,7 @@ def test_resuming_with_another_vocabulary_is_refused(tmp_path):
   )
   other = tiny_config(tmp_path, **{"model.vocab_size": 330, "train.num_steps": 4})
   with pytest.raises(ValueError, match="another vocabulary"):
-    trainer.train_and_evaluate(other, str(workdir))
+    registry.train(other, str(workdir))
 
 
 @pytest.mark.parametrize(
@@ -205,7 +201,7 @@ def test_resuming_with_another_vocabulary_is_refused(tmp_path):
 )
 def test_bad_language_pair_says_which_exist(tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):
-    trainer.train_and_evaluate(tiny_config(tmp_path, **overrides), str(tmp_path / "w"))
+    registry.train(tiny_config(tmp_path, **overrides), str(tmp_path / "w"))
 
 
 @pytest.mark.parametrize(
@@ -219,4 +215,4 @@ def test_bad_language_pair_says_which_exist(tmp_path, overrides, message):
 )
 def test_bad_config_is_refused_before_any_data(tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):
-    trainer.validate_config(tiny_config(tmp_path, **overrides))
+    registry.make_task(tiny_config(tmp_path, **overrides))

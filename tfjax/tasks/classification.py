@@ -1,0 +1,85 @@
+"""Fine-tuning BERT as a sequence classifier, on single texts or pairs (Devlin et al. 2018,
+§4.1): the pooled [CLS] output, a linear layer, cross-entropy; reports test accuracy."""
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from tfjax.data import classification
+from tfjax.models.bert import BertForSequenceClassification
+from tfjax.tasks.bert_pretraining import apply_bert, bert_inputs
+from tfjax.tasks.fine_tuning import FineTuningTask
+from tfjax.training.step import LossFn, accuracy, cross_entropy_loss
+from tfjax.training.task import TaskData
+
+
+def classification_loss_fn(model: BertForSequenceClassification) -> LossFn:
+  """Mean cross-entropy over the (weighted) examples; aux["num_tokens"] counts examples."""
+
+  def loss_fn(
+    params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool
+  ) -> tuple[jax.Array, dict]:
+    logits = apply_bert(model, params, batch, dropout_rng, deterministic)  # [b, num_labels]
+    weights = batch.get("weights")
+    loss, num_examples = cross_entropy_loss(logits, batch["label"], weights)
+    return loss, {
+      "num_tokens": num_examples,
+      "accuracy": accuracy(logits, batch["label"], weights),
+    }
+
+  return loss_fn
+
+
+class ClassificationTask(FineTuningTask):
+  """A sequence classifier (single texts or pairs): the baseline of the transfer-learning claim
+  is the same task with `init.load_weights=False`. Reports test accuracy."""
+
+  task_name = "classification"
+  run_identity = (
+    "data.name",
+    "data.text_field",
+    "data.text_pair_field",
+    "data.label_field",
+    "data.train_split",
+    "data.tokenizer",
+    "data.max_seq_len",
+    "data.truncate",
+    "init.checkpoint",
+    "init.load_weights",
+    "train.seed",
+  )
+
+  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
+    self.setup(workdir)
+    self._data = classification.prepare_classification_data(self.config.data, self.tokenizer)
+    return self.task_data(self._data.train, self._data.eval, process_index, process_count)
+
+  def model(self, activation_sharding: Any = None) -> BertForSequenceClassification:
+    return BertForSequenceClassification(
+      self.model_config, num_labels=self._data.num_labels, activation_sharding=activation_sharding
+    )
+
+  def loss_fn(self, model: BertForSequenceClassification) -> LossFn:
+    return classification_loss_fn(model)
+
+  def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
+    lines = [
+      f"step {final['step']}: validation accuracy {final['eval_accuracy']:.3f} "
+      f"(loss {final['eval_loss']:.3f})"
+    ]
+    test = self._data.test
+    if test is not None:
+      model = self.model()
+      predict = jax.jit(lambda p, b: apply_bert(model, p, b).argmax(-1))
+      batches = classification.eval_batches(test, self.config.train.batch_size)
+      predictions = [(np.asarray(predict(params, bert_inputs(b))), b) for b in batches]
+      correct = sum(float(((p == b["label"]) * b["weights"]).sum()) for p, b in predictions)
+      final["test_accuracy"] = correct / len(test)
+      majority = np.bincount(self._data.train.label, minlength=self._data.num_labels).argmax()
+      final["test_majority_class_accuracy"] = float(np.mean(test.label == majority))
+      lines.append(
+        f"test accuracy {final['test_accuracy']:.3f} on {len(test)} examples (always the most "
+        f"frequent training label: {final['test_majority_class_accuracy']:.3f})"
+      )
+    return lines
