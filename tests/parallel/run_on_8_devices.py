@@ -16,6 +16,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tfjax.models import gpt  # noqa: E402
 from tfjax.models.gpt import GPT, GPTConfig  # noqa: E402
 from tfjax.tasks.lm import lm_loss_fn  # noqa: E402
 from tfjax.training import checkpoint, optimizer, sharding  # noqa: E402
@@ -60,6 +61,7 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
+    param_axes=gpt.PARAM_AXES,
   )
   return parallel
 

@@ -29,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfjax.data.seq2seq import Pairs, pack_pairs  # noqa: E402
+from tfjax.models import transformer  # noqa: E402
 from tfjax.models.transformer import Transformer, TransformerConfig  # noqa: E402
 from tfjax.nn.partitioning import path_str  # noqa: E402
 from tfjax.tasks.translation import translation_loss_fn  # noqa: E402
@@ -118,6 +119,7 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
+    param_axes=transformer.PARAM_AXES,
   )
 
 
@@ -159,7 +161,7 @@ def shardings_on_2x2x2() -> np.ndarray:
   """'path=PartitionSpec(...)' of every parameter, from tree_shardings on the 2x2x2 mesh."""
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   shapes = jax.eval_shape(init_fn()).params
-  shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES)
+  shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES, transformer.PARAM_AXES)
   flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
   return np.array([f"{path_str(p)}={s.spec}" for p, s in flat])
 

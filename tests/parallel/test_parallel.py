@@ -110,16 +110,20 @@ def test_logical_axes_map_to_mesh_axes_and_undividable_dims_stay_replicated():
 
 
 def test_every_gpt_parameter_has_logical_axes():
-  from tfjax.models.gpt import GPT, GPTConfig
+  from tfjax.models.gpt import GPT, PARAM_AXES, GPTConfig
   from tfjax.nn.partitioning import params_logical_axes
 
   for tied, pre_norm in ((True, True), (False, False)):
     config = GPTConfig(vocab_size=16, max_len=8, num_layers=2, num_heads=2, d_model=8, d_ff=16,
                        tie_embeddings=tied, pre_norm=pre_norm)  # fmt: skip
     shapes = jax.eval_shape(GPT(config).init, jax.random.key(0), jax.ShapeDtypeStruct((1, 8), int))
-    axes = params_logical_axes(shapes["params"])
+    axes = params_logical_axes(shapes["params"], PARAM_AXES)
     assert axes["layer_0"]["mlp"]["hidden"]["kernel"] == ("embed", "mlp")
     assert axes["token_embed"]["embedding"] == ("vocab", "embed")
+    if not tied:  # GPT's own row; the building blocks' table alone does not know it
+      assert axes["lm_head"]["kernel"] == ("embed", "vocab")
+      with pytest.raises(ValueError, match="lm_head/kernel has no logical axes; add a row"):
+        params_logical_axes(shapes["params"])
 
 
 @pytest.mark.parametrize(

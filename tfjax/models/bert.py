@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from tfjax.models.config import ModelConfig
+from tfjax.nn import partitioning
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
 from tfjax.nn.feedforward import activation_fn
@@ -58,6 +59,20 @@ class BertConfig(ModelConfig):
         f"model.pad_id={self.pad_id} is not a token id of the vocabulary "
         f"(vocab_size={self.vocab_size}); set it to the tokenizer's [PAD] id"
       )
+
+
+# Logical axes of BERT's parameters: the blocks', then the segment table and the heads. The type
+# table is tiny and, like the task heads' class axis, named by an axis no sharding rule maps, so
+# it stays replicated.
+PARAM_AXES = (
+  (r"segment_embed/embedding", ("segment", "embed")),
+  (r"(pooler|mlm_transform)/kernel", ("embed", "embed")),  # mesh_spec shards one of the two
+  (r"(pooler|mlm_transform)/bias", ("embed",)),
+  (r"mlm_output_bias", ("vocab",)),
+  (r"(nsp|classifier|qa_outputs)/kernel", ("embed", "classes")),
+  (r"(nsp|classifier|qa_outputs)/bias", ("classes",)),
+  *partitioning.PARAM_AXES,
+)
 
 
 @flax.struct.dataclass
@@ -178,10 +193,31 @@ class BertModel(nn.Module):
 
 
 class _BertHead(nn.Module):
-  """Shared fields and helpers of the heads: a BertModel named "bert" plus a task layer."""
+  """A BertModel named "bert" plus a task layer: `head(out, deterministic, leading)` maps the
+  encoder's outputs to the task's logits (float32). Inputs are [..., t]: any leading axes
+  (`leading`, e.g. [b, choices]) are one batch axis for the encoder."""
 
   config: BertConfig
   activation_sharding: Any = None
+
+  @nn.compact
+  def __call__(
+    self,
+    tokens: Array,
+    segment_ids: Array | None = None,
+    attention_mask: Array | None = None,
+    *,
+    deterministic: bool = True,
+  ) -> Any:
+    leading = tokens.shape[:-1]
+    flat = lambda a: None if a is None else a.reshape(-1, a.shape[-1])  # [b', t]
+    out = self._bert()(
+      flat(tokens), flat(segment_ids), flat(attention_mask), deterministic=deterministic
+    )
+    return self.head(out, deterministic, leading)
+
+  def head(self, out: BertOutput, deterministic: bool, leading: tuple[int, ...]) -> Any:
+    raise NotImplementedError
 
   def _bert(self) -> BertModel:
     return BertModel(self.config, self.activation_sharding, name="bert")
@@ -236,18 +272,10 @@ class BertForSequenceClassification(_BertHead):
 
   num_labels: int = 2
 
-  @nn.compact
-  def __call__(
-    self,
-    tokens: Array,
-    segment_ids: Array | None = None,
-    attention_mask: Array | None = None,
-    *,
-    deterministic: bool = True,
-  ) -> Array:
-    out = self._bert()(tokens, segment_ids, attention_mask, deterministic=deterministic)
+  def head(self, out: BertOutput, deterministic: bool, leading: tuple[int, ...]) -> Array:
     pooled = self._dropout(out.pooled, deterministic)
-    return self._dense(self.num_labels, "classifier")(pooled).astype(jnp.float32)
+    logits = self._dense(self.num_labels, "classifier")(pooled).astype(jnp.float32)
+    return logits.reshape(*leading, self.num_labels)
 
 
 class BertForTokenClassification(_BertHead):
@@ -255,34 +283,18 @@ class BertForTokenClassification(_BertHead):
 
   num_labels: int = 2
 
-  @nn.compact
-  def __call__(
-    self,
-    tokens: Array,
-    segment_ids: Array | None = None,
-    attention_mask: Array | None = None,
-    *,
-    deterministic: bool = True,
-  ) -> Array:
-    out = self._bert()(tokens, segment_ids, attention_mask, deterministic=deterministic)
+  def head(self, out: BertOutput, deterministic: bool, leading: tuple[int, ...]) -> Array:
     x = self._dropout(out.last_hidden_state, deterministic)
-    return self._dense(self.num_labels, "classifier")(x).astype(jnp.float32)
+    logits = self._dense(self.num_labels, "classifier")(x).astype(jnp.float32)
+    return logits.reshape(*leading, -1, self.num_labels)
 
 
 class BertForQuestionAnswering(_BertHead):
   """Span start and end logits, each [b, t], from one dense layer on the hidden states (§4.2)."""
 
-  @nn.compact
-  def __call__(
-    self,
-    tokens: Array,
-    segment_ids: Array | None = None,
-    attention_mask: Array | None = None,
-    *,
-    deterministic: bool = True,
-  ) -> tuple[Array, Array]:
-    out = self._bert()(tokens, segment_ids, attention_mask, deterministic=deterministic)
+  def head(self, out: BertOutput, deterministic: bool, leading: tuple[int, ...]) -> Any:
     logits = self._dense(2, "qa_outputs")(out.last_hidden_state).astype(jnp.float32)
+    logits = logits.reshape(*leading, -1, 2)
     return logits[..., 0], logits[..., 1]  # [b, t] each
 
 
@@ -290,23 +302,10 @@ class BertForMultipleChoice(_BertHead):
   """Inputs [b, choices, t]: each choice encoded alone, one score per choice from its pooled
   output -> logits [b, choices] (§4.4, SWAG)."""
 
-  @nn.compact
-  def __call__(
-    self,
-    tokens: Array,
-    segment_ids: Array | None = None,
-    attention_mask: Array | None = None,
-    *,
-    deterministic: bool = True,
-  ) -> Array:
-    batch, choices, length = tokens.shape
-    flat = lambda a: None if a is None else a.reshape(batch * choices, length)
-    out = self._bert()(
-      flat(tokens), flat(segment_ids), flat(attention_mask), deterministic=deterministic
-    )
+  def head(self, out: BertOutput, deterministic: bool, leading: tuple[int, ...]) -> Array:
     pooled = self._dropout(out.pooled, deterministic)  # [b * choices, d]
     scores = self._dense(1, "classifier")(pooled).astype(jnp.float32)
-    return scores.reshape(batch, choices)
+    return scores.reshape(leading)  # [b, choices]
 
 
 def attention_weights(intermediates: Mapping[str, Any]) -> list[Array]:

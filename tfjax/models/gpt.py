@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from tfjax.models.config import ModelConfig
+from tfjax.nn import partitioning
 from tfjax.nn.attention import causal_mask
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
@@ -67,6 +68,10 @@ def token_embedding(config: GPTConfig) -> TokenEmbedding:
   return TokenEmbedding(
     config.vocab_size, config.d_model, embedding_init=_init(config), dtype=jnp.dtype(config.dtype)
   )
+
+
+# Logical axes of GPT's parameters: the blocks', and the untied output head.
+PARAM_AXES = ((r"lm_head/kernel", ("embed", "vocab")), *partitioning.PARAM_AXES)
 
 
 class GPTModel(nn.Module):

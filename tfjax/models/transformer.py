@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from tfjax.models.config import ModelConfig
+from tfjax.nn import partitioning
 from tfjax.nn.attention import causal_mask, combine_masks, padding_mask
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding, sinusoidal_positions
@@ -26,6 +27,7 @@ from tfjax.nn.stack import apply_layers, constrain
 
 Array = jax.Array
 POSITIONS = ("sinusoidal", "learned")
+PARAM_AXES = partitioning.PARAM_AXES  # the Transformer has only the blocks' parameters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,12 +154,17 @@ def _layers(
   return x
 
 
-class Encoder(nn.Module):
-  """N layers of self-attention and FFN over the embedded source (§3.1)."""
+class _Stack(nn.Module):
+  """An encoder or decoder stack: the shared embedding table, the batch sharding of the
+  activations (None: no constraint)."""
 
   config: TransformerConfig
   token_embed: TokenEmbedding
   activation_sharding: Any = None
+
+
+class Encoder(_Stack):
+  """N layers of self-attention and FFN over the embedded source (§3.1)."""
 
   @nn.compact
   def __call__(
@@ -177,13 +184,9 @@ class Encoder(nn.Module):
     return x  # [b, s, d_model]
 
 
-class Decoder(nn.Module):
+class Decoder(_Stack):
   """N layers of masked self-attention, cross-attention over the encoder output and FFN, then
   the tied pre-softmax projection (§3.1, §3.4)."""
-
-  config: TransformerConfig
-  token_embed: TokenEmbedding
-  activation_sharding: Any = None
 
   @nn.compact
   def __call__(
@@ -251,42 +254,19 @@ class Transformer(nn.Module):
     self.encoder = Encoder(cfg, self.token_embed, self.activation_sharding)
     self.decoder = Decoder(cfg, self.token_embed, self.activation_sharding)
 
-  def encode(
-    self,
-    inputs: Array,
-    *,
-    segmentation: Array | None = None,
-    positions: Array | None = None,
-    deterministic: bool = True,
-  ) -> Array:
-    """Source tokens [b, s] (0 = padding) -> encoder output [b, s, d_model]."""
-    return self.encoder(inputs, segmentation, positions, deterministic)
+  def encode(self, inputs: Array, **kwargs: Any) -> Array:
+    """Source tokens [b, s] (0 = padding) -> encoder output [b, s, d_model]; `kwargs` as
+    `Encoder.__call__`'s (`segmentation`, `positions`, `deterministic`)."""
+    return self.encoder(inputs, **kwargs)
 
-  def decode(
-    self,
-    encoded: Array,
-    inputs: Array,
-    decoder_inputs: Array,
-    *,
-    inputs_segmentation: Array | None = None,
-    decoder_segmentation: Array | None = None,
-    decoder_positions: Array | None = None,
-    deterministic: bool = True,
-  ) -> Array:
-    """Target tokens shifted right [b, t] and the encoder output -> float32 logits [b, t, V].
+  def decode(self, encoded: Array, inputs: Array, decoder_inputs: Array, **kwargs: Any) -> Array:
+    """Target tokens shifted right [b, t] and the encoder output -> float32 logits [b, t, V];
+    `kwargs` as `Decoder.__call__`'s (segment ids, `decoder_positions`, `deterministic`).
 
     With `config.decode`: one new token per row at its absolute `decoder_positions` [b, 1],
     keys and values of the earlier ones in the "cache" collection.
     """
-    return self.decoder(
-      encoded,
-      inputs,
-      decoder_inputs,
-      inputs_segmentation,
-      decoder_segmentation,
-      decoder_positions,
-      deterministic,
-    )
+    return self.decoder(encoded, inputs, decoder_inputs, **kwargs)
 
   def __call__(
     self,

@@ -1,11 +1,13 @@
-"""Logical axis names of every parameter of tfjax.nn, by name: one table, data not code paths.
+"""Logical axis names of parameters, by name: tables, data not code paths.
 
 A parameter's logical axes say what each dimension *is* (vocab, embed, heads, mlp ...);
 `tfjax.training.sharding` maps them onto mesh axes with a rule table from the config, as in
 Flax's `nn.logical_axis_rules` and MaxText. Layers stacked by `nn.scan` (under `layers/`) get a
-leading "layers" axis.
+leading "layers" axis. `PARAM_AXES` names the parameters of the building blocks here; each model
+adds the rows of its own parameters (e.g. `tfjax.models.bert.PARAM_AXES`).
 """
 
+import functools
 import re
 from typing import Any
 
@@ -14,7 +16,8 @@ import jax
 from tfjax.nn.stack import STACKED_LAYERS
 
 # (pattern matched at the end of the "/"-joined parameter path, logical axes); first match wins.
-PARAM_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+ParamAxes = tuple[tuple[str, tuple[str, ...]], ...]
+PARAM_AXES: ParamAxes = (
   (r"token_embed/embedding", ("vocab", "embed")),
   (r"position_embed/embedding", ("position", "embed")),
   (r"(qkv|query|key_value)/kernel", ("embed", "heads")),
@@ -24,18 +27,13 @@ PARAM_AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
   (r"hidden/bias", ("mlp",)),
   (r"output/kernel", ("mlp", "embed")),
   (r"(out|output)/bias", ("embed",)),
-  (r"lm_head/kernel", ("embed", "vocab")),
-  # BERT (tfjax.models.bert): the type table is tiny and, like the task heads' class axis,
-  # named by an axis no sharding rule maps, so it stays replicated.
-  (r"segment_embed/embedding", ("segment", "embed")),
-  (r"(pooler|mlm_transform)/kernel", ("embed", "embed")),  # mesh_spec shards one of the two
-  (r"(pooler|mlm_transform)/bias", ("embed",)),
-  (r"mlm_output_bias", ("vocab",)),
-  (r"(nsp|classifier|qa_outputs)/kernel", ("embed", "classes")),
-  (r"(nsp|classifier|qa_outputs)/bias", ("classes",)),
   (r"\w*_norm/(scale|bias)", ("embed",)),  # every LayerNorm: <sublayer>_norm, final_norm
 )
-_PATTERNS = [(re.compile(f"(^|/){pattern}$"), axes) for pattern, axes in PARAM_AXES]
+
+
+@functools.cache
+def _patterns(param_axes: ParamAxes) -> list[tuple[re.Pattern, tuple[str, ...]]]:
+  return [(re.compile(f"(^|/){pattern}$"), axes) for pattern, axes in param_axes]
 
 
 def path_str(key_path: tuple) -> str:
@@ -44,9 +42,10 @@ def path_str(key_path: tuple) -> str:
   return "/".join(str(name) for name in names)
 
 
-def logical_axes(path: str, ndim: int) -> tuple[str | None, ...]:
-  """The logical axes of the parameter at `path`; a ValueError names an unknown parameter."""
-  for pattern, axes in _PATTERNS:
+def logical_axes(path: str, ndim: int, param_axes: ParamAxes = PARAM_AXES) -> tuple[str, ...]:
+  """The logical axes of the parameter at `path` by the first row of `param_axes` (pattern matched
+  at the end of the path, axes) that matches; a ValueError names an unknown parameter."""
+  for pattern, axes in _patterns(param_axes):
     if pattern.search(path):
       if f"{STACKED_LAYERS}/" in f"{path}/" and ndim == len(axes) + 1:
         axes = (STACKED_LAYERS, *axes)
@@ -54,10 +53,13 @@ def logical_axes(path: str, ndim: int) -> tuple[str | None, ...]:
         raise ValueError(f"parameter {path} has {ndim} dims but its logical axes are {axes}")
       return axes
   raise ValueError(
-    f"parameter {path} has no logical axes; add its name to PARAM_AXES in tfjax/nn/partitioning.py"
+    f"parameter {path} has no logical axes; add a row for it to the PARAM_AXES of its model "
+    "(or of tfjax/nn/partitioning.py for a building block)"
   )
 
 
-def params_logical_axes(params: Any) -> Any:
+def params_logical_axes(params: Any, param_axes: ParamAxes = PARAM_AXES) -> Any:
   """The tree of logical axes of a parameter tree (arrays or ShapeDtypeStructs)."""
-  return jax.tree.map_with_path(lambda p, x: logical_axes(path_str(p), len(x.shape)), params)
+  return jax.tree.map_with_path(
+    lambda p, x: logical_axes(path_str(p), len(x.shape), param_axes), params
+  )

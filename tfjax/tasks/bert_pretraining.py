@@ -10,7 +10,7 @@ import numpy as np
 
 from tfjax.data import pretraining
 from tfjax.inference import pipelines
-from tfjax.models.bert import BertConfig, BertForPreTraining
+from tfjax.models.bert import PARAM_AXES, BertConfig, BertForPreTraining
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import Task, TaskData, write_output
@@ -100,6 +100,7 @@ class BertPretrainingTask(Task):
   """MLM + NSP on sentence pairs of a corpus; shows fill-mask predictions at the end."""
 
   model_config_cls = BertConfig
+  param_axes = PARAM_AXES
   seq_len_field = "max_seq_len"
   run_identity = (
     "data.name",

@@ -13,7 +13,7 @@ from absl import logging
 from tfjax.data import classification
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.inference import load
-from tfjax.models.bert import BertConfig
+from tfjax.models.bert import PARAM_AXES, BertConfig
 from tfjax.tasks.bert_pretraining import bert_flops_per_token
 from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task, TaskData
 
@@ -31,6 +31,7 @@ class FineTuningTask(Task):
   `prepare_data` after `setup(workdir)`."""
 
   model_config_cls = BertConfig
+  param_axes = PARAM_AXES
   seq_len_field = "max_seq_len"
   task_name: str  # config.task of the subclass
 

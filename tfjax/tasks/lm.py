@@ -10,7 +10,7 @@ import numpy as np
 
 from tfjax.data import lm as lm_data
 from tfjax.inference import sampling
-from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.models.gpt import GPT, PARAM_AXES, GPTConfig
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import Task, TaskData, write_output
@@ -45,6 +45,7 @@ class LanguageModelTask(Task):
   samples continuations of `config.sample.prompts` at the end."""
 
   model_config_cls = GPTConfig
+  param_axes = PARAM_AXES
   run_identity = ("data.name", "data.text_field", "data.train_split", "data.seq_len", "train.seed")
 
   def validate(self) -> None:

@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 from tfjax.data import seq2seq as translation_data
 from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 from tfjax.inference import seq2seq
-from tfjax.models.transformer import Transformer, TransformerConfig
+from tfjax.models.transformer import PARAM_AXES, Transformer, TransformerConfig
 from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
@@ -87,6 +87,7 @@ class TranslationTask(Task):
   """Transformer on packed sentence pairs; evaluates the test split with BLEU at the end."""
 
   model_config_cls = TransformerConfig
+  param_axes = PARAM_AXES
   num_inputs = 2  # source and target tokens
   seq_len_field = "max_len"
   run_identity = (

@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, PartitionSpec
 
+from tfjax.nn.partitioning import PARAM_AXES, ParamAxes
 from tfjax.training import sharding
 from tfjax.training.state import TrainState
 from tfjax.training.step import LossFn, eval_step, sum_over_devices, train_step
@@ -48,6 +49,7 @@ class Parallel:
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
     grad_accum_steps: int = 1,
+    param_axes: ParamAxes = PARAM_AXES,
   ):
     if mode not in sharding.MODES:
       raise ValueError(f"parallel.mode={mode!r} is unknown; choose one of {sharding.MODES}")
@@ -70,7 +72,7 @@ class Parallel:
     self._replicated = sharding.replicated(mesh)
     shapes = jax.eval_shape(init_fn)
     if mode == "jit":
-      self._state_shardings = sharding.tree_shardings(shapes, mesh, rules)
+      self._state_shardings = sharding.tree_shardings(shapes, mesh, rules, param_axes)
     else:
       self._state_shardings = jax.tree.map(lambda _: self._replicated, shapes)
     self._abstract_state = jax.tree.map(

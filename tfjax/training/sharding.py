@@ -16,7 +16,7 @@ from absl import logging
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tfjax.nn.partitioning import logical_axes, path_str
+from tfjax.nn.partitioning import PARAM_AXES, ParamAxes, logical_axes, path_str
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -119,9 +119,12 @@ def mesh_spec(
   return PartitionSpec(*spec)
 
 
-def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple]) -> Any:
+def tree_shardings(
+  tree: Any, mesh: Mesh, rules: Sequence[tuple], param_axes: ParamAxes = PARAM_AXES
+) -> Any:
   """NamedShardings for a train state (or params): weights and their optimizer moments by
-  their logical axes, every scalar and unnamed leaf (step, rng, counts) replicated."""
+  their logical axes (`param_axes`: the model's table), every scalar and unnamed leaf (step,
+  rng, counts) replicated."""
 
   def sharding(key_path: tuple, leaf: Any) -> NamedSharding:
     path, shape = path_str(key_path), tuple(leaf.shape)
@@ -129,7 +132,7 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Sequence[tuple]) -> Any:
     if not shape or top in ("step", "rng"):
       return NamedSharding(mesh, PartitionSpec())
     try:
-      axes = logical_axes(path.removeprefix("params/"), len(shape))
+      axes = logical_axes(path.removeprefix("params/"), len(shape), param_axes)
     except ValueError:
       if top != "opt_state":  # every parameter must have logical axes
         raise

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tfjax.nn.partitioning import PARAM_AXES, ParamAxes
 from tfjax.training.step import LossFn
 
 # Model settings that may change on resume: they change no parameter and no data.
@@ -38,6 +39,7 @@ class Task(abc.ABC):
   """One objective on one model family. Subclasses set the class attributes below."""
 
   model_config_cls: type  # frozen dataclass with from_config (e.g. GPTConfig)
+  param_axes: ParamAxes = PARAM_AXES  # its model's logical axes table (e.g. gpt.PARAM_AXES)
   # Config keys (beyond the model's architecture) a resumed run must share with its checkpoint.
   run_identity: tuple[str, ...] = ("train.seed",)
   num_inputs: int = 1  # token arrays the model's call takes first (encoder-decoder: 2)

@@ -133,6 +133,7 @@ def train_and_evaluate(
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
+    param_axes=task.param_axes,
   )
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
   if manager.latest_step() is not None:
