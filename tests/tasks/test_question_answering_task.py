@@ -12,10 +12,10 @@ import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from etils import epath
 
 from configs import bert_tiny_squad
 from tests.conftest import apply_overrides
+from tests.tiny_datasets import tiny_builder
 from tfjax.data import squad
 from tfjax.data.tokenizers.bert import find_offline_bert_vocab
 from tfjax.models.bert import BertConfig, BertForQuestionAnswering
@@ -28,45 +28,32 @@ CITIES = ("Paris", "Rome", "Berlin", "Madrid", "Vienna", "Prague", "Lisbon", "Du
 FILLER = "The weather is nice today and the streets are busy."
 
 
-class TinyQa(tfds.core.GeneratorBasedBuilder):
-  """SQuAD's features: 8 "Where does <name> live?" questions on contexts longer than a window."""
-
-  VERSION = tfds.core.Version("1.0.0")
-  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
-
-  def __init__(self, *, file_format=None, **kwargs):
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-      builder=self,
-      features=tfds.features.FeaturesDict(
-        {
-          "id": tfds.features.Text(),
-          "title": tfds.features.Text(),
-          "context": tfds.features.Text(),
-          "question": tfds.features.Text(),
-          "answers": tfds.features.Sequence(
-            {"text": tfds.features.Text(), "answer_start": np.int32}
-          ),
-        }
-      ),
-    )
-
-  def _split_generators(self, dl_manager):
-    return {"train": self._generate_examples()}
-
-  def _generate_examples(self):
-    for i, (name, city) in enumerate(zip(NAMES, CITIES, strict=True)):
-      others = [f"{n} works in {c}." for n, c in zip(NAMES, CITIES, strict=True) if n != name]
-      facts = [FILLER, *others[i % 3 :: 3], f"{name} lives in {city}.", FILLER]
-      context = " ".join(facts[i % 2 :])
-      answer = {"text": [city], "answer_start": [context.index(f"in {city}.") + 3]}
-      example = {"id": f"q{i}", "title": "t", "context": context, "answers": answer}
-      yield i, {**example, "question": f"Where does {name} live?"}
+def _qa_examples():
+  """8 "Where does <name> live?" questions on contexts longer than a window."""
+  for i, (name, city) in enumerate(zip(NAMES, CITIES, strict=True)):
+    others = [f"{n} works in {c}." for n, c in zip(NAMES, CITIES, strict=True) if n != name]
+    facts = [FILLER, *others[i % 3 :: 3], f"{name} lives in {city}.", FILLER]
+    context = " ".join(facts[i % 2 :])
+    answer = {"text": [city], "answer_start": [context.index(f"in {city}.") + 3]}
+    example = {"id": f"q{i}", "title": "t", "context": context, "answers": answer}
+    yield {**example, "question": f"Where does {name} live?"}
 
 
-# bert_tiny_squad.py from scratch at toy sizes on TinyQa; WordPiece (bert-base-uncased vocab).
+# SQuAD's features on those questions.
+tiny_builder(
+  "tiny_qa",
+  {
+    "id": tfds.features.Text(),
+    "title": tfds.features.Text(),
+    "context": tfds.features.Text(),
+    "question": tfds.features.Text(),
+    "answers": tfds.features.Sequence({"text": tfds.features.Text(), "answer_start": np.int32}),
+  },
+  {"train": lambda: list(_qa_examples())},
+)
+
+
+# bert_tiny_squad.py from scratch at toy sizes on tiny_qa; WordPiece (bert-base-uncased vocab).
 TINY: dict[str, Any] = {
   "init.checkpoint": "",
   "init.load_weights": False,

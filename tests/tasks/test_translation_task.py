@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from etils import epath
 
 from configs import transformer_tiny
 from tests.conftest import apply_overrides
+from tests.tiny_datasets import tiny_builder
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.inference.seq2seq import translate_texts
 from tfjax.models.transformer import TransformerConfig
@@ -23,31 +23,26 @@ WORDS = "open save close the file window printer new old page text color image f
 CIPHER = {w: w[::-1].upper() + "x" for w in WORDS}  # a made-up language, word for word
 
 
-class TinyTranslations(tfds.core.GeneratorBasedBuilder):
-  """English sentences of 4–7 words and their word-for-word cipher ("xx"), as wmt's layout."""
+def sentence_pairs(seed: int, n: int) -> list[dict[str, str]]:
+  """English sentences of 4–7 words and their word-for-word cipher ("xx")."""
+  rng = np.random.default_rng(seed)
+  pairs = []
+  for _ in range(n):
+    words = list(rng.choice(WORDS, size=rng.integers(4, 8)))
+    pairs.append({"en": " ".join(words), "xx": " ".join(CIPHER[w] for w in words)})
+  return pairs
 
-  VERSION = tfds.core.Version("1.0.0")
-  code_path = epath.Path(__file__)  # See WikiVitalArticles.code_path.
 
-  def __init__(self, *, file_format=None, **kwargs):
-    super().__init__(file_format=file_format or "array_record", **kwargs)
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-      builder=self, features=tfds.features.Translation(languages=("en", "xx"))
-    )
-
-  def _split_generators(self, dl_manager):
-    return {
-      split: self._generate_examples(seed, n)
-      for split, seed, n in (("train", 0, 400), ("validation", 1, 16), ("test", 2, 12))
-    }
-
-  def _generate_examples(self, seed, n):
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-      words = list(rng.choice(WORDS, size=rng.integers(4, 8)))
-      yield i, {"en": " ".join(words), "xx": " ".join(CIPHER[w] for w in words)}
+# As wmt's layout: a Translation feature, train / validation / test splits.
+tiny_builder(
+  "tiny_translations",
+  tfds.features.Translation(languages=("en", "xx")),
+  {
+    "train": lambda: sentence_pairs(0, 400),
+    "validation": lambda: sentence_pairs(1, 16),
+    "test": lambda: sentence_pairs(2, 12),
+  },
+)
 
 
 TINY: dict[str, Any] = {

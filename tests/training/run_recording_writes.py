@@ -1,10 +1,10 @@
 """Runs a module as `python -m` would, recording every path the process writes from Python.
 
-`python -m tests.parallel.run_recording_writes LOG MODULE ARGS...` runs MODULE with ARGS and
+`python -m tests.training.run_recording_writes LOG MODULE ARGS...` runs MODULE with ARGS and
 appends to LOG one line per file opened for writing, directory made or file renamed (Python
 audit events: `open`, `os.mkdir`, `os.rename`, which `os.replace` also raises). Writes done in
-C++ (Orbax's tensorstore arrays) are not seen. tests/parallel/test_multihost.py uses it to show
-that only process 0 writes logs and summaries.
+C++ (Orbax's tensorstore arrays) are not seen. tests/training/test_parallel_multihost.py uses it
+to show that only process 0 writes logs and summaries.
 """
 
 import os

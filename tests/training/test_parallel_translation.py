@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from tests.parallel.subprocess_runs import results_of
+from tests.training.subprocess_runs import results_of
 from tfjax.nn.partitioning import path_str
 
 RUNS = ["jit_data8", "jit_fsdp4", "jit_tensor2", "shard_map", "pmap", "jit_data8_accum2"]
@@ -18,7 +18,7 @@ RUNS = ["jit_data8", "jit_fsdp4", "jit_tensor2", "shard_map", "pmap", "jit_data8
 @pytest.fixture(scope="module")
 def on_8_devices(tmp_path_factory) -> dict[str, np.ndarray]:
   return results_of(
-    "tests.parallel.run_translation_on_8_devices", tmp_path_factory.mktemp("parallel_translation")
+    "tests.training.run_translation_on_8_devices", tmp_path_factory.mktemp("parallel_translation")
   )
 
 

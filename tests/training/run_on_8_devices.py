@@ -1,7 +1,7 @@
 """Tiny GPT training on 8 simulated CPU devices, in every parallel mode and mesh; writes .npz.
 
-Started by tests/parallel/test_parallel.py in a subprocess (the device count must be set before
-JAX starts): `python -m tests.parallel.run_on_8_devices OUT.npz`. Each run takes the same
+Started by tests/training/test_parallel.py in a subprocess (the device count must be set before
+JAX starts): `python -m tests.training.run_on_8_devices OUT.npz`. Each run takes the same
 global batches and seed; the test compares losses and final parameters with the one-device run.
 """
 

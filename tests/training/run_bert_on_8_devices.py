@@ -1,8 +1,8 @@
 """Tiny BERT pre-training and classification on 8 simulated CPU devices, in every parallel mode
 and mesh; writes .npz.
 
-Started by tests/parallel/test_parallel_bert.py in a subprocess (the device count must be set
-before JAX starts): `python -m tests.parallel.run_bert_on_8_devices OUT.npz`. Each run takes the
+Started by tests/training/test_parallel_bert.py in a subprocess (the device count must be set
+before JAX starts): `python -m tests.training.run_bert_on_8_devices OUT.npz`. Each run takes the
 same global batches and seed; the test compares losses and final parameters with the one-device
 run (also with unequal masked counts per device), and reads the parameter shardings of
 the 2 x 2 x 2 (data x fsdp x tensor) mesh.

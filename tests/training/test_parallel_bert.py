@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from tests.parallel.subprocess_runs import results_of
+from tests.training.subprocess_runs import results_of
 from tfjax.nn.partitioning import path_str
 
 TASKS = ["pretraining", "classification"]
@@ -19,7 +19,7 @@ UNEQUAL_RUNS = ["jit_data8", "shard_map", "pmap", "jit_data8_accum2"]
 @pytest.fixture(scope="module")
 def on_8_devices(tmp_path_factory) -> dict[str, np.ndarray]:
   return results_of(
-    "tests.parallel.run_bert_on_8_devices", tmp_path_factory.mktemp("parallel_bert")
+    "tests.training.run_bert_on_8_devices", tmp_path_factory.mktemp("parallel_bert")
   )
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from tests.parallel.subprocess_runs import results_of
+from tests.training.subprocess_runs import results_of
 from tfjax.training import sharding
 
 RUNS = [
@@ -24,7 +24,7 @@ RUNS = [
 
 @pytest.fixture(scope="module")
 def on_8_devices(tmp_path_factory) -> dict[str, np.ndarray]:
-  return results_of("tests.parallel.run_on_8_devices", tmp_path_factory.mktemp("parallel"))
+  return results_of("tests.training.run_on_8_devices", tmp_path_factory.mktemp("parallel"))
 
 
 @pytest.mark.parametrize("run", RUNS)

@@ -1,4 +1,4 @@
-"""Starts a tests/parallel/run_*_on_8_devices.py script in a subprocess (the simulated device
+"""Starts a tests/training/run_*_on_8_devices.py script in a subprocess (the simulated device
 count is fixed when JAX starts) and reads back the arrays it saved."""
 
 import os

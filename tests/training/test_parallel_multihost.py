@@ -58,7 +58,7 @@ def launch(argvs: list[list[str]], logs: pathlib.Path, env: dict[str, str]) -> l
       out, err = open(logs / f"{i}.out", "w"), open(logs / f"{i}.err", "w")
       files += [out, err]
       # argv is [python, -m, train.train, flags...]: run the same module and flags, recorded
-      recorded = [argv[0], "-m", "tests.parallel.run_recording_writes", str(logs / f"{i}.writes")]
+      recorded = [argv[0], "-m", "tests.training.run_recording_writes", str(logs / f"{i}.writes")]
       processes.append(
         subprocess.Popen(recorded + argv[2:], cwd=REPO_ROOT, env=env, stdout=out, stderr=err)
       )
