@@ -86,11 +86,19 @@ def test_packed_pairs_equal_the_pairs_alone():
   np.testing.assert_allclose(packed[4:7], alone[1, :3], atol=1e-5)
 
 
-def test_cached_decoding_matches_full_forward():
+@pytest.mark.parametrize("scan_layers", [False, True], ids=["loop", "scan"])
+def test_cached_decoding_matches_full_forward(scan_layers):
+  config = CONFIG.replace(scan_layers=scan_layers)
   params = reference_params()
-  full = Transformer(CONFIG).apply({"params": params}, SOURCE, TARGET_IN)
-  model = Transformer(CONFIG.replace(decode=True))
+  if scan_layers:
+    params = stack_layers(params, config.num_layers)
+  full = Transformer(config).apply({"params": params}, SOURCE, TARGET_IN)
+  model = Transformer(config.replace(decode=True))
   cache = model.init(jax.random.key(0), SOURCE, TARGET_IN)["cache"]
+  if scan_layers:  # one cache for the decoder's stacked layers
+    chex.assert_shape(
+      cache["decoder"]["layers"]["self_attention"]["cached_key"], (2, 2, TARGET_IN.shape[1], 2, 4)
+    )
   encoded = model.apply({"params": params}, SOURCE, method="encode")
   steps = []
   for t in range(TARGET_IN.shape[1]):
@@ -106,30 +114,6 @@ def test_cached_decoding_matches_full_forward():
     cache = mutated["cache"]
     steps.append(logits)
   np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
-
-
-def test_cached_decoding_with_scanned_layers_matches_full_forward():
-  config = CONFIG.replace(scan_layers=True)
-  params = stack_layers(reference_params(), config.num_layers)
-  full = Transformer(config).apply({"params": params}, SOURCE, TARGET_IN)
-  model = Transformer(config.replace(decode=True))
-  cache = model.init(jax.random.key(0), SOURCE, TARGET_IN)["cache"]
-  chex.assert_shape(
-    cache["decoder"]["layers"]["self_attention"]["cached_key"], (2, 2, TARGET_IN.shape[1], 2, 4)
-  )
-  encoded = model.apply({"params": params}, SOURCE, method="encode")
-  for t in range(TARGET_IN.shape[1]):
-    logits, mutated = model.apply(
-      {"params": params, "cache": cache},
-      encoded,
-      SOURCE,
-      TARGET_IN[:, t : t + 1],
-      decoder_positions=np.full((2, 1), t),
-      method="decode",
-      mutable=["cache"],
-    )
-    cache = mutated["cache"]
-    np.testing.assert_allclose(logits[:, 0], full[:, t], atol=1e-5)
 
 
 def test_learned_positions_and_remat_train():
