@@ -100,6 +100,20 @@ def test_pretraining_heads_match_transformers(pretraining, golden):
   np.testing.assert_allclose(nsp_logits, golden["nsp_logits"], atol=ATOL)
 
 
+def test_a_scanned_config_imports_stacked_layers_and_exports_the_same_tensors(pretraining, golden):
+  config, params, head = pretraining
+  scanned = config.replace(scan_layers=True)
+  tensors = files.read_safetensors(PRETRAINING_DIR)
+  stacked = bert_hub.bert_params_from_hf(scanned, tensors, head)
+  assert stacked["bert"]["layers"]["mlp"]["hidden"]["kernel"].shape[0] == config.num_layers
+  mlm_logits, nsp_logits = run(head, scanned, stacked, golden)
+  np.testing.assert_allclose(mlm_logits, golden["mlm_logits"], atol=ATOL)
+  np.testing.assert_allclose(nsp_logits, golden["nsp_logits"], atol=ATOL)
+  exported = bert_hub.bert_params_to_hf(scanned, stacked, head)
+  for name, array in bert_hub.bert_params_to_hf(config, params, head).items():
+    np.testing.assert_array_equal(exported[name], array)
+
+
 def test_masked_positions_give_transformers_logits_at_those_positions(pretraining, golden):
   config, params, head = pretraining
   positions = np.array([[1, 6], [3, 10]], np.int32)
