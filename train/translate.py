@@ -1,7 +1,7 @@
-r"""Trains a Transformer translation model, then scores the test split with BLEU; or, given
-sentences, translates them with the trained model in --workdir.
+r"""Translates sentences with the Transformer trained in --workdir (its averaged checkpoints, as
+the test split is); train one first with train/train.py.
 
-python -m train.translate --config=configs/transformer_tiny.py --workdir=workdir/transformer_tiny
+python -m train.train --config=configs/transformer_tiny.py --workdir=workdir/transformer_tiny
 python -m train.translate --config=configs/transformer_tiny.py --workdir=workdir/transformer_tiny \
     "Open the selected file in a new window." "The printer is out of paper."
 """
@@ -44,8 +44,10 @@ def translate(config, workdir: str, sentences: list[str], beam_size: int | None)
 def main() -> None:
   from ml_collections import config_flags
 
-  workdir = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and outputs go here.")
-  config_flags.DEFINE_config_file("config", None, "A configs/transformer_*.py file.")
+  workdir = flags.DEFINE_string("workdir", None, "A workdir of a translation run.")
+  config_flags.DEFINE_config_file(
+    "config", None, "The configs/transformer_*.py file it was trained with.", lock_config=True
+  )
   beam = flags.DEFINE_integer("beam_size", None, "Translating sentences: 0 for greedy.")
   flags.mark_flags_as_required(["config", "workdir"])
 
@@ -53,15 +55,15 @@ def main() -> None:
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)
     sentences = argv[1:]
+    if not sentences:
+      raise app.UsageError(
+        "give the sentences to translate as arguments; to train a model, run "
+        "python -m train.train with the same --config and --workdir"
+      )
     with one_line_errors():
-      if sentences:
-        targets = translate(flags.FLAGS.config, workdir.value, sentences, beam.value)
-        for source, target in zip(sentences, targets, strict=True):
-          print(f"{source}\n  -> {target}")
-      else:
-        from tfjax.tasks import registry
-
-        registry.train(flags.FLAGS.config, workdir.value)
+      targets = translate(flags.FLAGS.config, workdir.value, sentences, beam.value)
+      for source, target in zip(sentences, targets, strict=True):
+        print(f"{source}\n  -> {target}")
 
   app.run(run, flags_parser=parse_flags)
 

@@ -91,7 +91,8 @@ def test_fine_tuning_takes_the_encoder_of_an_hf_checkpoint_with_another_head(tmp
 
 def test_a_missing_init_checkpoint_is_a_clear_error(tmp_path, tfds_dir):
   config = fine_tuning_config(tfds_dir, tmp_path / "nowhere")
-  with pytest.raises(FileNotFoundError, match=r"nowhere'? has no config.json; give a tfjax pre"):
+  message = r"init.checkpoint: '.*nowhere'? has no config.json; give a tfjax pre"
+  with pytest.raises(FileNotFoundError, match=message):
     registry.train(config, str(tmp_path / "w"))
 
 
@@ -100,7 +101,9 @@ def test_a_gpt_workdir_as_init_checkpoint_is_a_clear_error(tmp_path, tfds_dir):
   (gpt / "checkpoints").mkdir(parents=True)
   (gpt / "config.json").write_text(json.dumps({"task": "lm", "model": {"d_model": 32}}))
   config = fine_tuning_config(tfds_dir, gpt)
-  with pytest.raises(ValueError, match=r"workdir of task 'lm', not a BERT pre-training run; give"):
+  with pytest.raises(
+    ValueError, match=r"init.checkpoint: .*workdir of task 'lm', not a BERT pre-training run; give"
+  ):
     registry.train(config, str(tmp_path / "w"))
 
 

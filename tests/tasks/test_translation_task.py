@@ -165,6 +165,8 @@ def test_cli_refuses_a_workdir_of_another_vocabulary_or_none(cipher_run, run_cli
   assert done.returncode == 1 and "another vocabulary" in done.stderr
   done = run_cli(translate_command(tmp_path, "open the file"))
   assert done.returncode == 1 and "train a model in" in done.stderr
+  done = run_cli(translate_command(workdir))  # no sentences: it translates, never trains
+  assert done.returncode != 0 and "to train a model, run python -m train.train" in done.stderr
 
 
 def test_resuming_with_another_vocabulary_is_refused(tmp_path):

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import matplotlib.image
+import ml_collections
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -46,6 +47,13 @@ def tree_digest(root) -> dict[str, str]:
     for p in sorted(root.rglob("*"))
     if p.is_file()
   }
+
+
+def test_a_workdir_written_before_configs_named_their_task_is_a_language_model_run(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"model": {}, "train": {}}))  # no "task"
+  trainer.check_same_task(str(tmp_path), ml_collections.ConfigDict({"task": "lm"}))
+  with pytest.raises(ValueError, match="holds a run of task 'lm', not 'translation'"):
+    trainer.check_same_task(str(tmp_path), ml_collections.ConfigDict({"task": "translation"}))
 
 
 # --- resume -----------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def read_config(path: str | pathlib.Path, family: str) -> tuple[str, Any]:
     raise FileNotFoundError(f"{str(path)!r} has no {CONFIG_FILE}; give {_what_to_give(spec)}")
   saved = json.loads((root / CONFIG_FILE).read_text())
   if isinstance(saved.get("model"), dict):
-    task = saved.get("task", "lm")  # the trainer's default task
+    task = saved.get("task", "lm")  # written before configs named their task: a GPT run
     if task != spec.task:
       raise ValueError(
         f"{str(path)!r} is a workdir of task {task!r}, not a {spec.name} {spec.kind} run; give "

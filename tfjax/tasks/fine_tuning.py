@@ -23,6 +23,14 @@ _ARCHITECTURE = tuple(
 )
 
 
+def _pretrained_config(checkpoint: str) -> BertConfig:
+  """The architecture of init.checkpoint; its errors name the setting to change."""
+  try:
+    return load.read_config(checkpoint, "bert")[1]
+  except (ValueError, FileNotFoundError) as e:
+    raise type(e)(f"init.checkpoint: {e}") from e
+
+
 class FineTuningTask(Task):
   """What every fine-tuning task shares: it starts from `init.checkpoint` (a pre-training
   workdir or an HF BERT directory), whose architecture and tokenizer it takes, or from scratch
@@ -76,7 +84,7 @@ class FineTuningTask(Task):
       tokenizer_source = workdir
     else:
       if init.checkpoint:
-        self._adopt_architecture(load.read_config(init.checkpoint, "bert")[1], init.checkpoint)
+        self._adopt_architecture(_pretrained_config(init.checkpoint), init.checkpoint)
       tokenizer_source = data_cfg.tokenizer or init.checkpoint
     self.tokenizer = bert_tokenizer.load_bert_tokenizer(tokenizer_source)
     if self.tokenizer.vocab_size > self.model_config.vocab_size:

@@ -57,10 +57,12 @@ def _saved_config(workdir: str) -> dict | None:
 def check_same_task(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises if `workdir` holds a run of another task (checked before any parameter shape)."""
   saved = _saved_config(workdir)
-  if saved is not None and saved.get("task") != config.get("task"):
+  # A workdir written before configs named their task is a language-model run.
+  saved_task = None if saved is None else saved.get("task", "lm")
+  if saved_task is not None and saved_task != config.get("task"):
     raise ValueError(
-      f"{workdir} holds a run of task {saved.get('task')!r}, not {config.get('task')!r}; use a "
-      "fresh --workdir"
+      f"{workdir} holds a run of task {saved_task!r}, not {config.get('task')!r}; use a fresh "
+      "--workdir"
     )
 
 
