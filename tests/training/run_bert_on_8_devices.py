@@ -27,13 +27,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tests.training.device_runs import shardings_on_2x2x2, start, train  # noqa: E402
 from tfjax.models import bert  # noqa: E402
 from tfjax.models.bert import (  # noqa: E402
   BertConfig,
   BertForPreTraining,
   BertForSequenceClassification,
 )
-from tfjax.nn.partitioning import path_str  # noqa: E402
 from tfjax.tasks.bert_pretraining import pretraining_loss_fn  # noqa: E402
 from tfjax.tasks.classification import classification_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
@@ -192,23 +192,6 @@ def make(task: str, mode: str, mesh_config: dict, devices=None, grad_accum_steps
   )
 
 
-def start(parallel: Parallel, host_state: TrainState) -> TrainState:
-  """The initial state placed as `parallel` wants it. The same host copy for every run (what a
-  restore does: `abstract_state`, then `from_saved`) saves an init compilation per run."""
-  abstract = parallel.abstract_state()
-  placed = jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, abstract))
-  return parallel.from_saved(placed)
-
-
-def train(parallel: Parallel, state, data) -> tuple[dict[str, np.ndarray], TrainState]:
-  """Metrics of every step, as arrays [steps]."""
-  history = []
-  for batch in data:
-    state, metrics = parallel.train_step(state, parallel.put_batch(batch))
-    history.append(jax.device_get(metrics))
-  return {k: np.array([float(m[k]) for m in history]) for k in history[0]}, state
-
-
 def flat_params(params) -> np.ndarray:
   """All parameters but the attention key biases: the key bias adds q.b_k to the logits of every
   key of a query alike, which the softmax cancels, so its true gradient is 0 and what it gets is
@@ -218,15 +201,6 @@ def flat_params(params) -> np.ndarray:
     qkv = params["bert"][f"layer_{i}"]["self_attention"]["qkv"]
     qkv["bias"] = np.delete(qkv["bias"], np.s_[MODEL.d_model : 2 * MODEL.d_model])
   return np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
-
-
-def shardings_on_2x2x2(task: str) -> np.ndarray:
-  """'path=PartitionSpec(...)' of every parameter, from tree_shardings on the 2x2x2 mesh."""
-  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-  shapes = jax.eval_shape(init_fn(task)).params
-  shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES, bert.PARAM_AXES)
-  flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
-  return np.array([f"{path_str(p)}={s.spec}" for p, s in flat])
 
 
 def main(out_path: str) -> None:
@@ -256,7 +230,7 @@ def main(out_path: str) -> None:
           embedding = state.params["bert"]["embeddings"]["token_embed"]["embedding"]
           results[f"{task}/{name}/token_embed_spec"] = np.array(str(embedding.sharding.spec))
       results[f"{task}/{name}/seconds"] = np.array(time.perf_counter() - began)
-    results[f"{task}/specs"] = shardings_on_2x2x2(task)
+    results[f"{task}/specs"] = shardings_on_2x2x2(init_fn(task), bert.PARAM_AXES)
 
   np.savez(out_path, **{k: np.asarray(v) for k, v in results.items()})
 

@@ -28,10 +28,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tests.training.device_runs import shardings_on_2x2x2, start, train  # noqa: E402
 from tfjax.data.seq2seq import Pairs, pack_pairs  # noqa: E402
 from tfjax.models import transformer  # noqa: E402
 from tfjax.models.transformer import Transformer, TransformerConfig  # noqa: E402
-from tfjax.nn.partitioning import path_str  # noqa: E402
 from tfjax.tasks.translation import translation_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
 from tfjax.training.parallel import Parallel  # noqa: E402
@@ -123,22 +123,6 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
   )
 
 
-def start(parallel: Parallel, host_state: TrainState) -> TrainState:
-  """The initial state placed as `parallel` wants it (the same host copy for every run)."""
-  abstract = parallel.abstract_state()
-  placed = jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, abstract))
-  return parallel.from_saved(placed)
-
-
-def train(parallel: Parallel, state, data) -> tuple[dict[str, np.ndarray], TrainState]:
-  """Metrics of every step, as arrays [steps]."""
-  history = []
-  for batch in data:
-    state, metrics = parallel.train_step(state, parallel.put_batch(batch))
-    history.append(jax.device_get(metrics))
-  return {k: np.array([float(m[k]) for m in history]) for k in history[0]}, state
-
-
 def flat_params(params) -> np.ndarray:
   """All parameters but the attention key biases (the self-attention qkv bias's middle third,
   the cross-attention key_value bias's first half): a key bias adds q.b_k to the logits of every
@@ -155,15 +139,6 @@ def flat_params(params) -> np.ndarray:
         key_value = layer["cross_attention"]["key_value"]
         key_value["bias"] = np.delete(key_value["bias"], np.s_[:d])
   return np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
-
-
-def shardings_on_2x2x2() -> np.ndarray:
-  """'path=PartitionSpec(...)' of every parameter, from tree_shardings on the 2x2x2 mesh."""
-  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
-  shapes = jax.eval_shape(init_fn()).params
-  shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES, transformer.PARAM_AXES)
-  flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
-  return np.array([f"{path_str(p)}={s.spec}" for p, s in flat])
 
 
 def main(out_path: str) -> None:
@@ -189,7 +164,7 @@ def main(out_path: str) -> None:
       embedding = state.params["token_embed"]["embedding"]
       results[f"{name}/token_embed_spec"] = np.array(str(embedding.sharding.spec))
     results[f"{name}/seconds"] = np.array(time.perf_counter() - began)
-  results["specs"] = shardings_on_2x2x2()
+  results["specs"] = shardings_on_2x2x2(init_fn(), transformer.PARAM_AXES)
 
   np.savez(out_path, **{k: np.asarray(v) for k, v in results.items()})
 

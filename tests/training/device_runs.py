@@ -1,0 +1,39 @@
+"""What the 8-device scripts (tests/training/run_*_on_8_devices.py) share: placing one host
+state for a mode, training on a list of batches, and the shardings of a parameter tree. Imported
+after the script has set the simulated device count."""
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from tfjax.nn.partitioning import ParamAxes, path_str
+from tfjax.training import sharding
+from tfjax.training.parallel import Parallel
+from tfjax.training.state import TrainState
+
+
+def start(parallel: Parallel, host_state: TrainState) -> TrainState:
+  """The initial state placed as `parallel` wants it. The same host copy for every run (what a
+  restore does: `abstract_state`, then `from_saved`) saves an init compilation per run."""
+  abstract = parallel.abstract_state()
+  placed = jax.device_put(host_state, jax.tree.map(lambda x: x.sharding, abstract))
+  return parallel.from_saved(placed)
+
+
+def train(parallel: Parallel, state, data) -> tuple[dict[str, np.ndarray], TrainState]:
+  """Metrics of every step, as arrays [steps]."""
+  history = []
+  for batch in data:
+    state, metrics = parallel.train_step(state, parallel.put_batch(batch))
+    history.append(jax.device_get(metrics))
+  return {k: np.array([float(m[k]) for m in history]) for k in history[0]}, state
+
+
+def shardings_on_2x2x2(init_fn: Callable[[], TrainState], param_axes: ParamAxes) -> np.ndarray:
+  """'path=PartitionSpec(...)' of every parameter, from tree_shardings on the 2x2x2 mesh."""
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  shapes = jax.eval_shape(init_fn).params
+  shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES, param_axes)
+  flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
+  return np.array([f"{path_str(p)}={s.spec}" for p, s in flat])
