@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 from absl import app, logging
 
+from tfjax.training.faults import RunStopped
+
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parser; a --config.* override naming a key that does not exist exits with one line.
@@ -28,12 +30,20 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
-  """Bad input (a ValueError or missing file from tfjax's checks) exits with its one-line message.
+  """Bad input (a ValueError or OSError from tfjax's checks) exits with its one-line message; a
+  run that stopped early (`RunStopped`) with its own line and status; Ctrl-C outside the
+  training loop with status 130.
 
   The traceback is logged at debug level: pass --verbosity=1 to see it.
   """
   try:
     yield
-  except (ValueError, FileNotFoundError) as e:
+  except RunStopped as e:
+    logging.debug("traceback:", exc_info=True)
+    print(f"stopped: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
+  except (ValueError, OSError) as e:
     logging.debug("traceback:", exc_info=True)
     sys.exit(f"error: {e}")
+  except KeyboardInterrupt:
+    sys.exit("interrupted (Ctrl-C); a training run resumes from its latest checkpoint")
