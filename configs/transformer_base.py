@@ -110,6 +110,8 @@ def get_config() -> ml_collections.ConfigDict:
       eval_batches=16,
       checkpoint_every=2000,
       max_to_keep=5,
+      on_nonfinite="stop",  # a NaN/inf loss or gradient stops the run; "skip": skip it
+      max_consecutive_nonfinite=10,  # "skip" stops after this many skips in a row
       grad_accum_steps=1,
     )
   )

@@ -67,11 +67,25 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
 
 
 def train(parallel: Parallel, state, data) -> tuple[list[float], TrainState]:
+  losses, _, state = train_counting_skips(parallel, state, data)
+  return losses, state
+
+
+def train_counting_skips(parallel: Parallel, state, data) -> tuple[list[float], int, TrainState]:
+  """(losses, updates skipped as non-finite, final state)."""
   losses = []
   for batch in data:
     state, metrics = parallel.train_step(state, parallel.put_batch(batch))
     losses.append(float(metrics["loss"]))
-  return losses, state
+  return losses, int(metrics["skipped_updates"]), state
+
+
+def poisoned(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """`batch` with one token id past the vocabulary: its embedding lookup gives NaN (jnp.take
+  fills out-of-range rows), so the loss and every gradient are NaN."""
+  inputs = batch["inputs"].copy()
+  inputs[0, 0] = MODEL.vocab_size + 1000
+  return {**batch, "inputs": inputs}
 
 
 def flat_params(parallel: Parallel, state) -> np.ndarray:
@@ -109,11 +123,17 @@ def main(out_path: str) -> None:
     "jit_data8_accum2": ("jit", {"data": -1}, None, 2),
     "shard_map_accum2": ("shard_map", {"data": -1}, None, 2),
   }
+  # A NaN step in the middle is skipped: the run then equals the run without its batch.
+  with_nan = [*data[:2], poisoned(data[2]), *data[2:]]
   for name, (mode, mesh_config, devices, accum) in runs.items():
     parallel = make(mode, mesh_config, devices, accum)
     losses, state = train(parallel, parallel.init_state(), data)
     results[f"{name}/losses"] = np.array(losses)
     results[f"{name}/params"] = flat_params(parallel, state)
+    losses, skipped, state = train_counting_skips(parallel, parallel.init_state(), with_nan)
+    results[f"{name}/nan_step_losses"] = np.array(losses)
+    results[f"{name}/nan_step_skipped"] = np.array(skipped)
+    results[f"{name}/nan_step_params"] = flat_params(parallel, state)
 
   # A first step on host arrays, before any init_state / abstract_state of its Parallel, still
   # compiles for the state's shardings (fixed when the Parallel is made): FSDP-sharded output.

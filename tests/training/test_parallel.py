@@ -37,6 +37,17 @@ def test_every_mode_and_mesh_gives_the_one_device_losses_and_params(on_8_devices
   )
 
 
+@pytest.mark.parametrize("run", ["one_device", *RUNS[:-1]])
+def test_every_mode_skips_a_nonfinite_update_as_if_its_batch_were_not_there(on_8_devices, run):
+  """optimizer.skip_nonfinite: a NaN batch at step 3 changes no parameter and no moment."""
+  losses = on_8_devices[f"{run}/nan_step_losses"]
+  assert np.isnan(losses[2]) and int(on_8_devices[f"{run}/nan_step_skipped"]) == 1
+  np.testing.assert_allclose(np.delete(losses, 2), on_8_devices["one_device/losses"], rtol=1e-5)
+  np.testing.assert_allclose(
+    on_8_devices[f"{run}/nan_step_params"], on_8_devices["one_device/params"], rtol=1e-5, atol=1e-6
+  )
+
+
 def test_a_first_step_before_any_init_compiles_for_the_state_shardings(on_8_devices):
   """Parallel knows the state's shardings from its init_fn when it is made: a train_step on a
   host state, with no init_state or abstract_state called first, returns the state sharded as

@@ -144,7 +144,8 @@ def decay_mask(params: Any) -> Any:
 def make_optimizer(
   train_config: Mapping[str, Any], d_model: int | None = None
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Global-norm clipping, then AdamW with decoupled decay on matrices only, on a schedule.
+  """Global-norm clipping, then AdamW with decoupled decay on matrices only, on a schedule;
+  updates with non-finite gradients are skipped (`skip_nonfinite`).
 
   Reads `learning_rate`, `warmup_steps`, `num_steps`, `b1`, `b2`, `eps`, `weight_decay`,
   `grad_clip_norm` (0 or None: no clipping) and `schedule`; clipping sees the whole batch's
@@ -173,7 +174,18 @@ def make_optimizer(
   )
   # The same state layout with or without clipping, so toggling it does not break a resume.
   clipping = optax.clip_by_global_norm(float(clip)) if clip else optax.identity()
-  return optax.chain(clipping, adamw), schedule
+  return skip_nonfinite(optax.chain(clipping, adamw)), schedule
+
+
+def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`inner`, except that an update whose gradients hold a NaN or inf changes nothing (no
+  parameter, no moment, no schedule count) and is counted in the state (`optax.apply_if_finite`).
+
+  Never gives up and applies one: the trainer stops the run instead, after the number of skips
+  in a row that `train.max_consecutive_nonfinite` allows (or at the first, with
+  `train.on_nonfinite="stop"`), so both policies share one state layout.
+  """
+  return optax.apply_if_finite(inner, max_consecutive_errors=np.iinfo(np.int32).max)
 
 
 def _as_int(value: Any, field: str) -> int:

@@ -189,6 +189,9 @@ def train_step(
     "learning_rate": schedule(state.step),
     **aux,
   }
+  if isinstance(opt_state, optax.ApplyIfFiniteState):  # what it skipped (the run's counts)
+    metrics["skipped_updates"] = opt_state.total_notfinite
+    metrics["skipped_in_a_row"] = opt_state.notfinite_count
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, metrics
 

@@ -19,7 +19,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from tfjax.training import checkpoint, metrics, optimizer, plots, sharding
+from tfjax.training import checkpoint, faults, metrics, optimizer, plots, preemption, sharding
+from tfjax.training import workdir as workdir_lib
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
 from tfjax.training.step import check_grad_accum_steps
@@ -43,7 +44,22 @@ def validate_config(config: ml_collections.ConfigDict, task_cls: type[Task]) -> 
       f"train.log_every={train.log_every}, so that a resumed run logs the same step windows"
     )
   optimizer.make_optimizer(train, config.model.get("d_model"))  # raises on bad values
+  faults.check_policy(*_nonfinite_policy(train))
   return task_cls(config)
+
+
+def _nonfinite_policy(train: ml_collections.ConfigDict) -> tuple[str, int]:
+  """(train.on_nonfinite, train.max_consecutive_nonfinite), with the defaults of configs that
+  predate them."""
+  return train.get("on_nonfinite", "stop"), train.get("max_consecutive_nonfinite", 10)
+
+
+def _newest_checkpoint(manager) -> str:
+  """Which good state the user keeps, for the message of a run that stops."""
+  latest = manager.latest_step()
+  if latest is None:
+    return "no checkpoint was written yet"
+  return f"the newest checkpoint, step {latest} in {manager.directory}, is intact"
 
 
 def _saved_config(workdir: str) -> dict | None:
@@ -101,16 +117,26 @@ def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, task_cls: type[Task]
 ) -> dict[str, float]:
   """Trains the task `task_cls` builds on `config`, as `config` says, in `workdir`; returns the
-  final metrics."""
-  # ---------------------------------------------------------------------------------- setup
+  final metrics. Raises `faults.RunStopped` when the run stops early with its last good
+  checkpoint kept (a non-finite loss, SIGTERM or Ctrl-C, a full disk, another run in `workdir`).
+  """
   parallel_cfg = config.get("parallel", ml_collections.ConfigDict())
   sharding.initialize_distributed(parallel_cfg)  # before any other JAX call
   task = validate_config(config, task_cls)
+  # One run per workdir; orbax's repeated reports of one I/O failure stay out of the terminal.
+  with workdir_lib.claim(workdir), checkpoint.orbax_echoes_to_debug():
+    return _train_and_evaluate(config, workdir, task)
+
+
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, task: Task
+) -> dict[str, float]:
+  # ---------------------------------------------------------------------------------- setup
+  parallel_cfg = config.get("parallel", ml_collections.ConfigDict())
   train_cfg = config.train
   mesh = sharding.make_mesh(parallel_cfg.get("mesh", {"data": -1}))
   grad_accum_steps = train_cfg.get("grad_accum_steps", 1)
   sharding.check_batch(mesh, train_cfg.batch_size, grad_accum_steps)
-  os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
 
   # ----------------------------------------------------------------------------------- data
@@ -138,13 +164,13 @@ def train_and_evaluate(
     param_axes=task.param_axes,
   )
   manager = checkpoint.checkpoint_manager(workdir, train_cfg.max_to_keep)
-  if manager.latest_step() is not None:
+  if manager.latest_step() is not None or checkpoint.set_aside(manager):
     check_same_task(workdir, config)
-    abstract_state = parallel.abstract_state()  # with this mesh's shardings
-    checkpoint.check_params_fit(manager, manager.latest_step(), abstract_state.params)
-    check_same_run(workdir, config, task)  # what shapes cannot tell
-    state = parallel.from_saved(checkpoint.restore(manager, abstract_state, train_iter))
-    logging.warning("Resumed from step %d in %s", int(state.step), workdir)
+    # The newest readable checkpoint, restored with this mesh's shardings.
+    saved = checkpoint.restore_newest_readable(manager, parallel.abstract_state(), train_iter)
+    check_same_run(workdir, config, task)  # what parameter shapes cannot tell
+    state = parallel.from_saved(saved)
+    logging.warning("Resumed from step %d in %s", int(saved.step), workdir)
   else:
     state = parallel.init_state()
     fresh = parallel.to_saved(state)
@@ -183,9 +209,11 @@ def train_and_evaluate(
   writer = metrics.MetricWriter(workdir)
   writer.truncate_after(start_step)
   progress = metrics.ProgressBar(train_cfg.num_steps, initial_step=start_step)
+  on_nonfinite, max_consecutive_nonfinite = _nonfinite_policy(train_cfg)
   window: list[dict] = []
   last_eval = None
   timed_steps, window_start = 0, time.perf_counter()
+  stop = preemption.StopRequests().install()  # SIGTERM / Ctrl-C: save this step, then stop
   try:
     for step in range(start_step + 1, train_cfg.num_steps + 1):
       state, step_metrics = parallel.train_step(state, parallel.put_batch(next(train_iter)))
@@ -195,12 +223,23 @@ def train_and_evaluate(
         jax.block_until_ready(state)
         timed_steps, window_start = 0, time.perf_counter()
       last = step == train_cfg.num_steps
+      stopping = stop.requested(step)
 
-      if step % train_cfg.log_every == 0 or last:
+      if step % train_cfg.log_every == 0 or last or stopping:
         fetched = jax.device_get(window)  # waits for the steps of this window
+        # Before anything is saved from this state (checkpoint_every is a multiple of log_every).
+        faults.check_window(
+          fetched,
+          step - len(fetched) + 1,
+          on_nonfinite=on_nonfinite,
+          max_consecutive_nonfinite=max_consecutive_nonfinite,
+          kept=_newest_checkpoint(manager),
+        )
         elapsed = time.perf_counter() - window_start
         summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+        summary.update({k: float(fetched[-1][k]) for k in faults.RUN_COUNTS if k in summary})
         summary.pop("num_tokens", None)
+        summary.pop("skipped_in_a_row", None)
         summary = task.summarize(summary)
         if timed_steps:
           summary["tokens_per_s"] = tokens_per_step * timed_steps / elapsed
@@ -210,17 +249,27 @@ def train_and_evaluate(
         progress.update(step, loss=summary["loss"], tokens_per_s=summary.get("tokens_per_s"))
         window, timed_steps, window_start = [], 0, time.perf_counter()
 
-      if step % train_cfg.eval_every == 0 or last:
+      if (step % train_cfg.eval_every == 0 or last) and not stopping:
         last_eval = evaluate(state.params)
         writer.write(step, last_eval, "eval")
         timed_steps, window_start = 0, time.perf_counter()  # eval is not training throughput
 
-      if step % train_cfg.checkpoint_every == 0 or last:
+      if step % train_cfg.checkpoint_every == 0 or last or stopping:
         checkpoint.save(manager, step, parallel.to_saved(state), train_iter)
-  finally:  # also on an error or Ctrl-C: finish the checkpoint in flight, flush the logs
+      if stopping:
+        checkpoint.wait_until_finished(manager)
+        raise faults.RunStopped(
+          f"{stop.name} after step {step}: saved checkpoint {step} in {manager.directory}; run "
+          "the same command to resume from it",
+          exit_code=stop.exit_code,
+        )
+  finally:  # also on an error: finish the checkpoint in flight, flush the logs
+    stop.uninstall()
     progress.close()
-    manager.wait_until_finished()
-    writer.close()
+    try:
+      checkpoint.wait_until_finished(manager)
+    finally:
+      writer.close()
 
   # ------------------------------------------------------------------------------------ end
   final = {f"eval_{k}": v for k, v in (last_eval or evaluate(state.params)).items()}
