@@ -70,20 +70,18 @@ def save(
   items = {"state": ocp.args.StandardSave(state)}
   if data_iterator is not None:
     items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-  with _write_errors_stop_the_run(manager, step, state):
+  with _write_errors_stop_the_run(manager, state):
     manager.save(step, args=ocp.args.Composite(**items))
 
 
 def wait_until_finished(manager: ocp.CheckpointManager, state: Any = None) -> None:
   """Waits for the save in flight; a failed write raises `RunStopped` (see `save`)."""
-  with _write_errors_stop_the_run(manager, None, state):
+  with _write_errors_stop_the_run(manager, state):
     manager.wait_until_finished()
 
 
 @contextlib.contextmanager
-def _write_errors_stop_the_run(
-  manager: ocp.CheckpointManager, step: int | None, state: Any
-) -> Iterator[None]:
+def _write_errors_stop_the_run(manager: ocp.CheckpointManager, state: Any) -> Iterator[None]:
   """An OS error while writing (no space, a read-only or vanished disk) -> one line naming the
   folder, its free space and what a checkpoint takes; the finished checkpoints stay as they are.
   The errors come from a background thread: run the loop under `orbax_echoes_to_debug()`.
@@ -102,7 +100,7 @@ def _write_errors_stop_the_run(
       f"checkpoint {latest} is the newest intact one" if latest is not None else "nothing saved"
     )
     raise RunStopped(
-      f"could not write a checkpoint{'' if step is None else f' of step {step}'} to {directory}: "
+      f"could not write a checkpoint to {directory}: "
       f"{reason}; {_megabytes(free)} free there and a checkpoint takes about {_megabytes(size)}: "
       f"free space (or lower train.max_to_keep) and run the same command again ({resume})"
     ) from e
