@@ -159,7 +159,7 @@ def test_a_transformer_workdir_loads_the_latest_or_the_mean_of_the_last_checkpoi
 
 
 def test_a_missing_directory_is_a_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r"nowhere' has no config.json; give a tfjax pre"):
+  with pytest.raises(FileNotFoundError, match=r"nowhere' does not exist; give a tfjax pre"):
     load.load(tmp_path / "nowhere", "bert")
   with pytest.raises(FileNotFoundError, match="train a model in it first"):
     load.load(tmp_path, "transformer")

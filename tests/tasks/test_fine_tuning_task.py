@@ -91,7 +91,7 @@ def test_fine_tuning_takes_the_encoder_of_an_hf_checkpoint_with_another_head(tmp
 
 def test_a_missing_init_checkpoint_is_a_clear_error(tmp_path, tfds_dir):
   config = fine_tuning_config(tfds_dir, tmp_path / "nowhere")
-  message = r"init.checkpoint: '.*nowhere'? has no config.json; give a tfjax pre"
+  message = r"init.checkpoint: '.*nowhere' does not exist; give a tfjax pre"
   with pytest.raises(FileNotFoundError, match=message):
     registry.train(config, str(tmp_path / "w"))
 

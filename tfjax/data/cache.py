@@ -7,6 +7,7 @@ process, a run after a crash) never sees half of one. Standard library only: the
 it too.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping
 from typing import IO, Any
+
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)  # what writing in a read-only dir raises
 
 
 def digest(key: Mapping[str, Any], length: int = 16) -> str:
@@ -38,9 +41,19 @@ def cache_path(
 
 def write_atomically(path: pathlib.Path, write: Callable[[IO[bytes]], Any]) -> None:
   """Calls `write` on a temporary file beside `path`, then renames it to `path`: e.g.
-  `write_atomically(path, lambda f: np.save(f, array))`."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False) as f:
+  `write_atomically(path, lambda f: np.save(f, array))`. A directory that cannot be written
+  raises a PermissionError that says to choose a writable data.cache_dir."""
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, delete=False)
+  except OSError as e:
+    if e.errno not in NOT_WRITABLE:
+      raise
+    raise PermissionError(
+      f"cannot write the cache file {path} ({e.strerror}: {e.filename}); choose a writable "
+      "data.cache_dir (by default <data.tfds_data_dir>/tfjax_cache)"
+    ) from e
+  with f:
     try:
       write(f)
     except BaseException:

@@ -34,8 +34,18 @@ def prepared_builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilde
   # TFDS prints and draws progress bars while preparing; the library only logs.
   start = time.perf_counter()
   out = io.StringIO()
-  with contextlib.redirect_stdout(out), _no_tfds_progress_bar():
-    builder.download_and_prepare()
+  try:
+    with contextlib.redirect_stdout(out), _no_tfds_progress_bar():
+      builder.download_and_prepare()
+  except OSError as e:
+    if e.errno not in cache.NOT_WRITABLE:
+      raise
+    where = data_dir or f"{builder.data_dir_root} (the TFDS default)"
+    raise PermissionError(
+      f"dataset '{name}' is not prepared in {where} yet, and TFDS cannot write there "
+      f"({e.strerror}: {e.filename}); choose a writable data.tfds_data_dir (it is prepared once "
+      "there), or prepare it in this one as a user who can write it"
+    ) from e
   if out.getvalue().strip():
     logging.info("%s (%.1fs)", out.getvalue().strip(), time.perf_counter() - start)
   file_format = builder.info.file_format

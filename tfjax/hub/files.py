@@ -22,16 +22,17 @@ _DIR_CONTENTS = (
 
 
 def require_file(path: Path) -> Path:
-  """`path`, or a FileNotFoundError that says what an HF checkpoint directory holds."""
+  """`path`, or a FileNotFoundError that says what an HF checkpoint directory holds (and, for
+  weights saved as PyTorch pickles, how to convert them)."""
   if not path.is_file():
-    hint = ""
-    if path.name.endswith(".safetensors") and (path.parent / "pytorch_model.bin").exists():
-      hint = (
-        "; the directory has pytorch_model.bin, a pickle, which tfjax never loads: convert it "
-        "with transformers, from_pretrained(dir) then save_pretrained(dir, "
-        "safe_serialization=True)"
+    pickles = sorted(p.name for p in path.parent.glob("pytorch_model*.bin"))
+    if path.name.endswith(".safetensors") and pickles:
+      raise FileNotFoundError(
+        f"{path.parent} holds {pickles[0]}, a pickle, which tfjax never loads (unpickling can "
+        f"run code), and no {path.name}; convert it to safetensors with transformers: "
+        "from_pretrained(dir) then save_pretrained(dir, safe_serialization=True)"
       )
-    raise FileNotFoundError(f"{path} not found: {_DIR_CONTENTS}{hint}")
+    raise FileNotFoundError(f"{path} not found: {_DIR_CONTENTS}")
   return path
 
 

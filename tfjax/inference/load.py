@@ -84,6 +84,9 @@ def read_config(path: str | pathlib.Path, family: str) -> tuple[str, Any]:
   an untied output head says so only in its weights); raises if the directory is missing, holds
   no config.json, or holds a model of another family."""
   spec, root = _family(family), pathlib.Path(path)
+  if not root.is_dir():
+    what = "is a file, not a directory" if root.exists() else "does not exist"
+    raise FileNotFoundError(f"{str(path)!r} {what}; give {_what_to_give(spec)}")
   if not (root / CONFIG_FILE).is_file():
     raise FileNotFoundError(f"{str(path)!r} has no {CONFIG_FILE}; give {_what_to_give(spec)}")
   saved = json.loads((root / CONFIG_FILE).read_text())
@@ -168,6 +171,14 @@ def _load_tokenizer(family: str, root: pathlib.Path, source: str) -> Any:
     return bert_tokenizer.load_bert_tokenizer(root)
   if source == "hf":
     return gpt2_tokenizer.gpt2_tokenizer_from_dir(root)
-  if not (root / SENTENCEPIECE_FILE).is_file():
-    raise FileNotFoundError(f"{root} has no {SENTENCEPIECE_FILE}; is its training finished?")
-  return SentencePieceTokenizer.load(root / SENTENCEPIECE_FILE)
+  path = root / SENTENCEPIECE_FILE
+  fix = (
+    f"run python -m train.train again with the run's --config and --workdir={root}: it resumes "
+    f"from the latest checkpoint and writes {SENTENCEPIECE_FILE} again"
+  )
+  if not path.is_file():
+    raise FileNotFoundError(f"{root} has no {SENTENCEPIECE_FILE}; {fix}")
+  try:
+    return SentencePieceTokenizer.load(path)
+  except ValueError as e:
+    raise ValueError(f"{e}; {fix}") from e

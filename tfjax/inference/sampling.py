@@ -199,7 +199,10 @@ def generate(
       fixes.append(f"shorten the longest prompt to at most {max_len - max_new_tokens} tokens")
     if prompt_len < max_len:
       fixes.append(f"ask for at most {max_len - prompt_len} new tokens")
-    fixes = " or ".join(fixes) or "use a model with a longer context"
+    fixes = " or ".join(fixes) or (
+      f"shorten the prompts and ask for fewer new tokens ({max_len} positions in all), or use "
+      "a model with a longer context"
+    )
     raise ValueError(
       f"the longest prompt ({prompt_len} tokens) plus max_new_tokens={max_new_tokens} needs "
       f"{total_len} positions, more than the model's max_len={max_len}; {fixes}"
@@ -355,6 +358,12 @@ def complete_texts(
 ) -> list[str]:
   """Text in, text out: each prompt followed by its sampled continuation (up to EOS)."""
   prompt_ids = [tokenizer.encode(p) for p in prompts]
+  empty = [p for p, ids in zip(prompts, prompt_ids, strict=True) if not ids]
+  if empty:
+    raise ValueError(
+      f"prompt {empty[0]!r} encodes to no tokens, so there is nothing to continue; give every "
+      "prompt some text"
+    )
   result = generate(
     model_config,
     params,

@@ -265,7 +265,10 @@ def load_bert_tokenizer(path: str | pathlib.Path, lowercase: bool | None = None)
     if (path / SENTENCEPIECE_FILE).is_file() and not (path / VOCAB_FILE).is_file():
       return SentencePieceBertTokenizer.load(path / SENTENCEPIECE_FILE)
     if not (path / VOCAB_FILE).is_file():
-      raise FileNotFoundError(f"{path} holds neither {VOCAB_FILE} nor {SENTENCEPIECE_FILE}")
+      raise FileNotFoundError(
+        f"{path} holds neither {VOCAB_FILE} nor {SENTENCEPIECE_FILE}; copy the vocabulary file "
+        f"that came with its weights (an HF BERT's {VOCAB_FILE}) into it"
+      )
     path = path / VOCAB_FILE
     if (path.parent / CONFIG_FILE).is_file():
       lowercase = None  # the checkpoint's own setting

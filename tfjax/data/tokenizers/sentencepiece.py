@@ -46,7 +46,13 @@ class SentencePieceTokenizer(Tokenizer):
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> "SentencePieceTokenizer":
-    return cls(pathlib.Path(path).read_bytes(), model_path=path)
+    """The model at `path`; a file that is not a SentencePiece model raises ValueError."""
+    try:
+      return cls(pathlib.Path(path).read_bytes(), model_path=path)
+    except RuntimeError as e:  # sentencepiece: "INTERNAL: ... ParseFromArray ..."
+      raise ValueError(
+        f"{path} is not a SentencePiece model (damaged, or another kind of file)"
+      ) from e
 
   @property
   def vocab_size(self) -> int:
