@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from absl import app, logging
 
 from tfjax.training.faults import RunStopped
+from train import config_errors
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -15,6 +16,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   ml_collections raises KeyError/AttributeError (with a "Did you mean" hint) from inside flag
   parsing, which absl would show as a traceback.
   """
+  config_errors.exit_if_bad_config_file(argv)  # a missing file or one without get_config()
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError) as e:

@@ -57,3 +57,8 @@ def tmpfs(
     except MountRefused as e:
       pytest.skip(str(e))
     yield mounted
+
+
+def resize(path: str | os.PathLike, size_bytes: int) -> None:
+  """Grows (or shrinks) the tmpfs mounted on `path`: 'space was freed'."""
+  subprocess.run(["mount", "-o", f"remount,size={int(size_bytes)}", str(path)], check=True)

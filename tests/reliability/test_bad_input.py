@@ -103,10 +103,6 @@ def test_every_shipped_config_and_ways_to_define_get_config_pass_the_check(tmp_p
   assert config_errors.config_file_error(["train", "--workdir=w"]) is None  # absl's to report
 
 
-@pytest.mark.xfail(
-  strict=True,
-  reason="needs train/cli.py parse_flags to call train.config_errors.exit_if_bad_config_file",
-)
 @pytest.mark.parametrize("tool", ["train.train", "train.translate"])
 def test_a_cli_given_a_config_file_without_get_config_exits_with_one_line(tmp_path, run_cli, tool):
   (tmp_path / "c.py").write_text("X = 1\n")

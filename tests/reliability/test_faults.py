@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.reliability.mounts import tmpfs
+from tests.reliability.mounts import resize, tmpfs
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint, metrics
 
@@ -143,6 +143,12 @@ def truncate_a_data_file(folder: pathlib.Path) -> None:
   os.truncate(biggest, 10)
 
 
+def truncate_every_data_file(folder: pathlib.Path) -> None:
+  """Parameters and optimizer moments alike (which file holds which is the writer's choice)."""
+  for file in (folder / "state" / "ocdbt.process_0" / "d").iterdir():
+    os.truncate(file, 10)
+
+
 def delete_a_data_file(folder: pathlib.Path) -> None:
   biggest = max((folder / "state" / "ocdbt.process_0" / "d").iterdir(), key=os.path.getsize)
   biggest.unlink()
@@ -180,10 +186,19 @@ def test_sampling_reads_past_an_unreadable_checkpoint_without_changing_the_workd
   workdir = tmp_path / "damaged"
   shutil.copytree(trained_run.workdir, workdir)
   newest = max(checkpoint_steps(workdir))
-  truncate_a_data_file(workdir / "checkpoints" / str(newest))
+  truncate_every_data_file(workdir / "checkpoints" / str(newest))
   before = digest(workdir)
 
-  done = run_cli([sys.executable, "-m", "train.sample", f"--workdir={workdir}", "--prompt=The"])
+  done = run_cli(
+    [
+      sys.executable,
+      "-m",
+      "train.sample",
+      f"--workdir={workdir}",
+      "--prompt=The",
+      "--max_new_tokens=4",
+    ]
+  )
 
   assert done.returncode == 0, done.stderr[-3000:]
   assert "Traceback" not in done.stderr and done.stdout.startswith("The")
@@ -281,7 +296,7 @@ def test_a_full_disk_stops_the_run_and_it_resumes_once_space_is_freed(
     for step in kept:
       saved_params(workdir, step)  # reads
 
-    disk.resize(16_000_000)
+    resize(disk, 16_000_000)
     resumed = run_cli(argv)
     assert {step: digest(workdir / "checkpoints" / str(step)) for step in kept} == before
     assert_resumes_to_the_reference(resumed, workdir, trained_run)
@@ -311,3 +326,26 @@ def test_a_second_run_on_a_live_workdir_refuses_and_a_killed_runs_lock_is_taken_
   third = run_cli(argv)
   assert f"taking over the lock of a run that is gone (pid {first.pid} on" in third.stderr
   assert_resumes_to_the_reference(third, workdir, trained_run)
+
+
+def test_a_failed_checkpoint_write_stops_the_run_in_one_line_with_the_earlier_ones_kept(
+  tmp_path, tiny_config, monkeypatch
+):
+  """The same without a mount (an injected ENOSPC), for machines that may not mount a tmpfs."""
+  from tfjax.tasks.lm import LanguageModelTask
+  from tfjax.training import faults, trainer
+
+  monkeypatch.setattr(metrics, "measure_matmul_peak_flops", lambda *a, **k: 1e11)
+  tiny_config.train.update(num_steps=12, checkpoint_every=4)
+  save = checkpoint.ocp.CheckpointManager.save
+
+  def save_until_the_disk_is_full(manager, step, *args, **kwargs):
+    if step > 4:
+      raise OSError(28, "No space left on device")
+    return save(manager, step, *args, **kwargs)
+
+  monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", save_until_the_disk_is_full)
+  with pytest.raises(faults.RunStopped, match="No space left on device; .* MB free there"):
+    trainer.train_and_evaluate(tiny_config, str(tmp_path), LanguageModelTask)
+  assert checkpoint_steps(tmp_path) == [4]
+  saved_params(tmp_path, 4)  # intact

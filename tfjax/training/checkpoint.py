@@ -350,7 +350,6 @@ def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
   """A manager that reads a workdir's checkpoints (and never rotates them)."""
   return ocp.CheckpointManager(
     _directory(workdir),
-    options=ocp.CheckpointManagerOptions(read_only=True),
     item_handlers={
       "state": ocp.PyTreeCheckpointHandler(),
       "data": grain.checkpoint.CheckpointHandler(),
@@ -448,7 +447,7 @@ def _is_echo(error: BaseException | None, tb: TracebackType | None) -> bool:
   """An exception raised in orbax's or asyncio's code, or a callback onto a closed loop."""
   if isinstance(error, RuntimeError) and "Event loop is closed" in str(error):
     return True
-  files = [frame.filename for frame, _ in traceback.walk_tb(tb)]
+  files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(tb)]
   return any(f"{os.sep}orbax{os.sep}" in f or f"{os.sep}asyncio{os.sep}" in f for f in files)
 
 
