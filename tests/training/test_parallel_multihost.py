@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -207,3 +208,61 @@ def test_pmap_mode_on_two_processes_evaluates_the_whole_batch(
   overrides = {**RUN, "parallel.mode": "pmap"}
   launch(two_processes(workdir, train_command, overrides), tmp_path / "logs", cli_env)
   print(f"pmap, two processes: max relative difference {assert_same_losses(workdir, one_process)}")
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_they_resume(
+  tmp_path, train_command, cli_env
+):
+  """Preemption of one host: JAX's preemption sync point makes every process save the same
+  step; the resumed pair gives the losses of one uninterrupted process."""
+  steps = 60  # the notifier reports within a second (a few steps here): before the last
+  overrides = {
+    **RUN,
+    "train.num_steps": steps,
+    "train.checkpoint_every": steps // 2,
+    "train.eval_every": steps,
+  }
+  reference = tmp_path / "reference"
+  one = {**overrides, "parallel.distributed.local_cpu_devices": 8}
+  launch([train_command(reference, one)], tmp_path / "reference_logs", cli_env)
+
+  workdir = tmp_path / "preempted"
+  argvs = two_processes(workdir, train_command, overrides)
+  logs = [(tmp_path / f"{i}.err").open("w") for i in range(2)]
+  processes = [
+    subprocess.Popen(argv, cwd=REPO_ROOT, env=cli_env, stdout=subprocess.DEVNULL, stderr=log)
+    for argv, log in zip(argvs, logs, strict=True)
+  ]
+  try:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (workdir / "metrics.jsonl").exists() or not losses(workdir, "train"):
+      assert all(p.poll() is None for p in processes), read(tmp_path / "0.err")[-3000:]
+      assert time.monotonic() < deadline
+      time.sleep(0.002)
+    for p in processes:
+      p.send_signal(signal.SIGSTOP)
+    processes[1].send_signal(signal.SIGTERM)  # only one host is preempted
+    for p in processes:
+      p.send_signal(signal.SIGCONT)
+    codes = [p.wait(timeout=TIMEOUT_S) for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+      p.wait()
+    for log in logs:
+      log.close()
+  stderr = [read(tmp_path / f"{i}.err") for i in range(2)]
+  assert codes == [128 + signal.SIGTERM] * 2, stderr
+  stops = [re.findall(r"stopped: SIGTERM after step (\d+)", err) for err in stderr]
+  assert stops[0] == stops[1] and len(stops[0]) == 1, stderr
+  step = int(stops[0][0])
+  assert step < steps and checkpoint_steps(workdir)[-1] == step
+  data_states = os.listdir(workdir / "checkpoints" / str(step) / "data")
+  assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(data_states)
+
+  launch(two_processes(workdir, train_command, overrides), tmp_path / "resumed", cli_env)
+  expected = losses(reference, "train")
+  got = losses(workdir, "train")
+  assert sorted(got) == sorted(expected)
+  np.testing.assert_allclose([got[s] for s in expected], list(expected.values()), rtol=1e-5)
+  print(f"one of two processes got SIGTERM after step 1: both saved step {step} of {steps}")
