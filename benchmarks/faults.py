@@ -5,7 +5,8 @@ compiling, stepping, saving async, rotating checkpoints, writing outputs. A refe
 `python -m train.train` (gpt_tiny shrunk to seconds, dropout on so the rng must resume too, 40
 steps, a checkpoint every 4, 2 kept) fills the compilation cache; a second is timed and must
 match it. Trial i (numpy seed + i) then starts the run in a fresh workdir, SIGKILLs it 1-3 times
-at moments uniform over the timed duration, rerunning it after each, and once more to the end.
+at moments uniform over the timed duration (shortened when a run ends before its first kill:
+the trial is then drawn again), rerunning it after each kill, and once more to the end.
 It survives when that run exits 0 and metrics.jsonl holds one train record per step 1..40, each
 loss equal to the reference's. Kills before the first checkpoint restart from scratch; they count.
 
@@ -118,7 +119,9 @@ def moment(workdir: pathlib.Path, log: pathlib.Path, unfinished_before: set[str]
 
 
 def train_losses(workdir: pathlib.Path) -> tuple[list[int], dict[int, float]]:
-  """The steps of the train records in file order, and the loss logged at each."""
+  """The steps of the train records in file order, and the loss logged at each (none yet: [])."""
+  if not (workdir / metrics.METRICS_FILE).exists():
+    return [], {}
   records = [r for r in metrics.read_metrics(str(workdir)) if r["split"] == "train"]
   return [r["step"] for r in records], {r["step"]: r["loss"] for r in records}
 
@@ -128,7 +131,7 @@ def check(workdir: pathlib.Path, expected: dict[int, float]) -> tuple[str, float
   difference from `expected` over the steps both logged (nan if none)."""
   try:
     steps, losses = train_losses(workdir)
-  except (OSError, ValueError) as e:  # no metrics.jsonl, or a torn line before the last
+  except ValueError as e:  # a torn line before the last
     return f"metrics unreadable: {e}", float("nan")
   diffs = {s: abs(losses[s] - expected[s]) for s in losses.keys() & expected.keys()}
   worst = max(diffs.values(), default=float("nan"))
@@ -140,21 +143,29 @@ def check(workdir: pathlib.Path, expected: dict[int, float]) -> tuple[str, float
 
 def trial(
   i: int, trainer: Trainer, workdir: pathlib.Path, duration: float, expected: dict[int, float]
-) -> tuple[str, float, str]:
-  """Kills and resumes one run; returns (its problem or "", max loss difference, its line)."""
+) -> tuple[str, float, str, float]:
+  """Kills and resumes one run; returns (its problem or "", max loss difference, its line, the
+  duration to draw kills over next). A run that ends before its first kill (this machine's speed
+  drifts) is started over, with kills drawn over the time it took."""
   rng = np.random.default_rng(_SEED.value + i)
-  kill_times = rng.uniform(0.0, duration, size=rng.integers(1, _MAX_KILLS.value + 1))
-  kills, resumed = [], []
-  for j, kill_at in enumerate([*kill_times, RUN_TIMEOUT_S]):
-    step, unfinished = checkpoints(workdir)
-    if j:
-      resumed.append("scratch" if step is None else str(step))
-    log = workdir / f"attempt{j}.log"
-    status = trainer.run(workdir, log, kill_at)
-    if status != -9:  # completed or crashed by itself: no more kills
-      kills += [f"{kill_at:.2f}s (exited {status} first)"] if j < len(kill_times) else []
+  for _ in range(5):
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    kill_times = rng.uniform(0.0, duration, size=rng.integers(1, _MAX_KILLS.value + 1))
+    kills, resumed = [], []
+    for j, kill_at in enumerate([*kill_times, RUN_TIMEOUT_S]):
+      step, unfinished = checkpoints(workdir)
+      if j:
+        resumed.append("scratch" if step is None else str(step))
+      log, start = workdir / f"attempt{j}.log", time.perf_counter()
+      status = trainer.run(workdir, log, kill_at)
+      if status != -9:  # completed or crashed by itself: no more kills
+        kills += [f"{kill_at:.2f}s (exited {status} first)"] if j < len(kill_times) else []
+        break
+      kills.append(f"{kill_at:.2f}s {moment(workdir, log, unfinished)}")
+    if j or status != 0:  # a kill landed, or the run failed by itself
       break
-    kills.append(f"{kill_at:.2f}s {moment(workdir, log, unfinished)}")
+    duration = min(duration, time.perf_counter() - start)
   problem, worst = check(workdir, expected)
   if status != 0:
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
@@ -163,7 +174,7 @@ def trial(
     f"trial {i:2d}: killed at {', '.join(kills)}; resumed from {', '.join(resumed) or '-'}; "
     f"{f'FAILED: {problem}' if problem else 'survived'}, max loss difference {worst!r}"
   )
-  return problem, worst, line
+  return problem, worst, line, duration
 
 
 def main(argv: list[str]) -> None:
@@ -200,9 +211,7 @@ def main(argv: list[str]) -> None:
   survived, worst = 0, 0.0
   for i in range(_TRIALS.value):
     workdir = root / f"trial_{i:02d}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir()
-    problem, diff, line = trial(i, trainer, workdir, duration, expected)
+    problem, diff, line, duration = trial(i, trainer, workdir, duration, expected)
     print(line, flush=True)
     survived += not problem
     worst = max(worst, diff) if diff == diff else worst  # nan: no losses to compare
