@@ -166,3 +166,66 @@ def test_average_checkpoints_is_the_mean_of_the_newest_params(tmp_path):
     checkpoint.average_checkpoints(str(tmp_path), abstract, last=0)
   with pytest.raises(FileNotFoundError, match="train first"):
     checkpoint.average_checkpoints(str(tmp_path / "empty"), abstract, last=2)
+
+
+def truncate_every_data_file(folder) -> None:
+  """Small arrays live inline in the OCDBT tree nodes (state/d), large ones in the data files of
+  the writing process (state/ocdbt.process_0/d): cut them all."""
+  for data_dir in (folder / "state" / "d", folder / "state" / "ocdbt.process_0" / "d"):
+    for file in data_dir.iterdir():
+      file.write_bytes(file.read_bytes()[:10])
+
+
+def test_reading_params_skips_an_unreadable_checkpoint_and_leaves_it_in_place(tmp_path):
+  states = [trained_state(n) for n in (1, 2, 3)]
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  for state in states:
+    checkpoint.save(manager, int(state.step), state)
+  manager.wait_until_finished()
+  manager.close()
+  truncate_every_data_file(tmp_path / "checkpoints" / "3")
+  abstract = abstract_state().params
+
+  chex.assert_trees_all_equal(checkpoint.restore_params(str(tmp_path), abstract), states[1].params)
+  mean, steps = checkpoint.average_checkpoints(str(tmp_path), abstract, last=2)
+  assert steps == [1, 2]  # the two newest readable ones
+  expected = jax.tree.map(lambda a, b: (np.asarray(a) + np.asarray(b)) / 2, states[0].params,
+                          states[1].params)  # fmt: skip
+  chex.assert_trees_all_close(mean, expected, rtol=1e-6)
+  assert (tmp_path / "checkpoints" / "3").is_dir()  # readers never rename
+
+
+def test_training_restore_sets_an_unreadable_checkpoint_aside_and_takes_the_one_before(tmp_path):
+  states = [trained_state(n) for n in (1, 2)]
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  for state in states:
+    checkpoint.save(manager, int(state.step), state)
+  manager.wait_until_finished()
+  manager.close()
+  truncate_every_data_file(tmp_path / "checkpoints" / "2")
+
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  restored = checkpoint.restore_newest_readable(manager, abstract_state())
+  chex.assert_trees_all_equal(restored, states[0])
+  assert manager.all_steps() == [1] and checkpoint.set_aside(manager) == ["2.unreadable"]
+
+
+def test_a_checkpoint_from_before_the_nonfinite_wrapper_resumes_with_no_skips(tmp_path):
+  """Workdirs written before optimizer.skip_nonfinite hold the optimizer state it wraps."""
+  state = trained_state(2)
+  old = state.replace(opt_state=state.opt_state.inner_state)
+  save(tmp_path, old)
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  restored = checkpoint.restore(manager, abstract_state())
+  chex.assert_trees_all_equal(restored.opt_state.inner_state, state.opt_state.inner_state)
+  assert int(restored.opt_state.total_notfinite) == 0 and bool(restored.opt_state.last_finite)
+  chex.assert_trees_all_equal(restored.params, state.params)
+
+
+def test_a_checkpoint_of_another_optimizer_is_a_mismatch_and_not_set_aside(tmp_path):
+  state = trained_state(1)
+  save(tmp_path, state.replace(opt_state=optax.sgd(0.1).init(state.params)))
+  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
+  with pytest.raises(checkpoint.CheckpointMismatch, match="has another state layout"):
+    checkpoint.restore_newest_readable(manager, abstract_state())
+  assert manager.all_steps() == [1] and checkpoint.set_aside(manager) == []

@@ -21,10 +21,6 @@ class RunStopped(Exception):
     self.exit_code = exit_code
 
 
-# Counts the step reports for the whole run (not per window): a window's summary keeps the last.
-RUN_COUNTS = ("skipped_updates", "skipped_in_a_row")
-
-
 def check_policy(on_nonfinite: str, max_consecutive_nonfinite: int) -> None:
   if on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(

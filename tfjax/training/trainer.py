@@ -21,6 +21,7 @@ from absl import logging
 
 from tfjax.training import checkpoint, faults, metrics, optimizer, plots, preemption, sharding
 from tfjax.training import workdir as workdir_lib
+from tfjax.training.orbax_echoes import orbax_echoes_to_debug
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
 from tfjax.training.step import check_grad_accum_steps
@@ -124,7 +125,7 @@ def train_and_evaluate(
   sharding.initialize_distributed(parallel_cfg)  # before any other JAX call
   task = validate_config(config, task_cls)
   # One run per workdir; orbax's repeated reports of one I/O failure stay out of the terminal.
-  with workdir_lib.claim(workdir), checkpoint.orbax_echoes_to_debug():
+  with workdir_lib.claim(workdir), orbax_echoes_to_debug():
     return _train_and_evaluate(config, workdir, task)
 
 
@@ -237,9 +238,10 @@ def _train_and_evaluate(
         )
         elapsed = time.perf_counter() - window_start
         summary = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-        summary.update({k: float(fetched[-1][k]) for k in faults.RUN_COUNTS if k in summary})
-        summary.pop("num_tokens", None)
-        summary.pop("skipped_in_a_row", None)
+        for name in ("num_tokens", "skipped_in_a_row"):
+          summary.pop(name, None)
+        if "skipped_updates" in summary:  # the run's count so far, not a window's mean
+          summary["skipped_updates"] = float(fetched[-1]["skipped_updates"])
         summary = task.summarize(summary)
         if timed_steps:
           summary["tokens_per_s"] = tokens_per_step * timed_steps / elapsed
