@@ -44,26 +44,13 @@ _WORKDIR = flags.DEFINE_string("workdir", "", "Scratch root (default: a fresh te
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 300
-# configs/gpt_tiny.py shrunk to seconds (the sizes of tests/conftest.py TINY_OVERRIDES), with
-# dropout on, frequent checkpoints and rotation: "section.name" -> value, as on the command line.
+# configs/gpt_tiny.py shrunk to seconds, with dropout on, frequent checkpoints and rotation.
 OVERRIDES: dict[str, Any] = {
-  "model.num_layers": 1,
-  "model.d_model": 32,
-  "model.num_heads": 2,
-  "model.d_ff": 64,
-  "model.max_len": 32,
-  "model.vocab_size": 512,
+  **gpt_tiny.SECONDS_OVERRIDES,
   "model.dropout_rate": 0.1,
-  "data.seq_len": 32,
-  "train.batch_size": 4,
-  "train.warmup_steps": 2,
   "train.num_steps": 40,
-  "train.log_every": 1,
-  "train.eval_every": 1000,  # eval at the last step only
-  "train.eval_batches": 2,
   "train.checkpoint_every": 4,
   "train.max_to_keep": 2,
-  "sample.max_new_tokens": 4,
 }
 NUM_STEPS = OVERRIDES["train.num_steps"]
 

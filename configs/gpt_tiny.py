@@ -13,6 +13,24 @@ import ml_collections
 
 from tfjax.training import sharding
 
+# This config shrunk to seconds, for the tests and benchmarks: "section.name" -> value, as on
+# the command line (`--config.model.num_layers=1 ...`).
+SECONDS_OVERRIDES = {
+  "model.num_layers": 1,
+  "model.d_model": 32,
+  "model.num_heads": 2,
+  "model.d_ff": 64,
+  "model.max_len": 32,
+  "model.vocab_size": 512,
+  "data.seq_len": 32,
+  "train.batch_size": 4,
+  "train.warmup_steps": 2,
+  "train.log_every": 1,
+  "train.eval_every": 1000,  # eval at the last step only
+  "train.eval_batches": 2,
+  "sample.max_new_tokens": 4,
+}
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()

@@ -20,22 +20,7 @@ from tfjax.data import lm as lm_data
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-# configs/gpt_tiny.py shrunk to seconds: "section.name" -> value, as on the command line.
-TINY_OVERRIDES: dict[str, Any] = {
-  "model.num_layers": 1,
-  "model.d_model": 32,
-  "model.num_heads": 2,
-  "model.d_ff": 64,
-  "model.max_len": 32,
-  "model.vocab_size": 512,
-  "data.seq_len": 32,
-  "train.batch_size": 4,
-  "train.warmup_steps": 2,
-  "train.log_every": 1,
-  "train.eval_every": 1000,  # eval at the last step only
-  "train.eval_batches": 2,
-  "sample.max_new_tokens": 4,
-}
+TINY_OVERRIDES = gpt_tiny.SECONDS_OVERRIDES  # configs/gpt_tiny.py shrunk to seconds
 
 # The run of `trained_run`: dropout on, so resuming must restore the rng as well as the data.
 REFERENCE_RUN: dict[str, Any] = {

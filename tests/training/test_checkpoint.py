@@ -178,11 +178,8 @@ def truncate_every_data_file(folder) -> None:
 
 def test_reading_params_skips_an_unreadable_checkpoint_and_leaves_it_in_place(tmp_path):
   states = [trained_state(n) for n in (1, 2, 3)]
-  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
   for state in states:
-    checkpoint.save(manager, int(state.step), state)
-  manager.wait_until_finished()
-  manager.close()
+    save(tmp_path, state)
   truncate_every_data_file(tmp_path / "checkpoints" / "3")
   abstract = abstract_state().params
 
@@ -197,11 +194,8 @@ def test_reading_params_skips_an_unreadable_checkpoint_and_leaves_it_in_place(tm
 
 def test_training_restore_sets_an_unreadable_checkpoint_aside_and_takes_the_one_before(tmp_path):
   states = [trained_state(n) for n in (1, 2)]
-  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
   for state in states:
-    checkpoint.save(manager, int(state.step), state)
-  manager.wait_until_finished()
-  manager.close()
+    save(tmp_path, state)
   truncate_every_data_file(tmp_path / "checkpoints" / "2")
 
   manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
