@@ -112,6 +112,13 @@ def test_a_diverging_run_stops_at_its_first_nan_step_with_the_good_checkpoints_k
   assert max(logged) == bad_step - 1 and all(math.isfinite(v) for v in logged.values())
   assert not (workdir / "final_metrics.json").exists()
 
+  # The same command resumes from the kept checkpoint, retraces the same losses exactly and
+  # stops at the same step.
+  again = run_cli(train_command(workdir, overrides))
+  assert again.returncode == 1 and stopped_line(again) == line
+  assert f"Resumed from step {max(kept)}" in again.stderr
+  assert train_losses(workdir) == logged
+
 
 def test_skip_mode_skips_nan_updates_and_stops_after_too_many_in_a_row(
   tmp_path, trained_run, train_command, run_cli
