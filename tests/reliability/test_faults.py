@@ -165,23 +165,27 @@ def garble_the_metadata(folder: pathlib.Path) -> None:
   (folder / "state" / "_METADATA").write_text('{"tree_metadata": {')
 
 
-@pytest.mark.parametrize("damage", [truncate_a_data_file, delete_a_data_file, garble_the_metadata])
-def test_an_unreadable_newest_checkpoint_is_set_aside_and_the_one_before_resumes(
-  tmp_path, trained_run, train_command, run_cli, damage
+def test_unreadable_newest_checkpoints_are_set_aside_and_the_run_resumes_from_an_older_one(
+  tmp_path, trained_run, train_command, run_cli
 ):
   workdir = tmp_path / "damaged"
   shutil.copytree(trained_run.workdir, workdir)
-  newest = max(checkpoint_steps(workdir))
-  damage(workdir / "checkpoints" / str(newest))
-  damaged = digest(workdir / "checkpoints" / str(newest))
+  *_, older, newer, newest = checkpoint_steps(workdir)
+  garble_the_metadata(workdir / "checkpoints" / str(newest))
+  truncate_a_data_file(workdir / "checkpoints" / str(newer))
+  delete_a_data_file(workdir / "checkpoints" / str(newer))
+  damaged = {s: digest(workdir / "checkpoints" / str(s)) for s in (newer, newest)}
 
   done = run_cli(train_command(workdir, trained_run.overrides))
 
   assert "Traceback" not in done.stderr and "Event loop" not in done.stderr, done.stderr[-3000:]
   warnings = [line for line in done.stderr.splitlines() if "cannot be read" in line]
-  assert len(warnings) == 1 and f"checkpoint {newest} in" in warnings[0], done.stderr[-3000:]
-  assert f"renamed it to {newest}.unreadable" in warnings[0]
-  assert digest(workdir / "checkpoints" / f"{newest}.unreadable") == damaged  # nothing lost
+  assert len(warnings) == 2, done.stderr[-3000:]
+  for line, step in zip(warnings, (newest, newer), strict=True):
+    assert f"checkpoint {step} in" in line and f"renamed it to {step}.unreadable" in line
+  assert f"Resumed from step {older}" in done.stderr
+  for step in (newer, newest):  # nothing lost
+    assert digest(workdir / "checkpoints" / f"{step}.unreadable") == damaged[step]
   assert_resumes_to_the_reference(done, workdir, trained_run)
 
 
@@ -236,7 +240,7 @@ def test_when_no_checkpoint_is_readable_the_run_names_them_and_never_starts_afre
 # -------------------------------------------------------------------------------- preemption
 
 
-def test_sigterm_saves_the_current_step_and_the_resumed_run_matches(
+def test_sigterm_saves_the_current_step_and_the_resumed_run_matches_a_second_run_refused(
   tmp_path, trained_run, train_command, cli_env, run_cli
 ):
   workdir = tmp_path / "preempted"
@@ -244,6 +248,10 @@ def test_sigterm_saves_the_current_step_and_the_resumed_run_matches(
   process = start(argv, cli_env)
   try:
     pause_once_training(process, workdir)
+    # A second run on the workdir while the first lives (stopped, holding it) refuses.
+    second = run_cli(argv)
+    assert second.returncode == 1
+    assert f"is in use by another run (pid {process.pid} on" in stopped_line(second)
     process.send_signal(signal.SIGTERM)  # delivered when it continues
     process.send_signal(signal.SIGCONT)
     _, stderr = process.communicate(timeout=120)
@@ -307,32 +315,6 @@ def test_a_full_disk_stops_the_run_and_it_resumes_once_space_is_freed(
     resumed = run_cli(argv)
     assert {step: digest(workdir / "checkpoints" / str(step)) for step in kept} == before
     assert_resumes_to_the_reference(resumed, workdir, trained_run)
-
-
-# ----------------------------------------------------------------------------- one writer
-
-
-def test_a_second_run_on_a_live_workdir_refuses_and_a_killed_runs_lock_is_taken_over(
-  tmp_path, trained_run, train_command, cli_env, run_cli
-):
-  workdir = tmp_path / "shared"
-  argv = train_command(workdir, trained_run.overrides)
-  first = start(argv, cli_env)
-  try:
-    pause_once_training(first, workdir)  # alive, holding the workdir
-    second = run_cli(argv)
-    assert second.returncode == 1
-    line = stopped_line(second)
-    assert f"is in use by another run (pid {first.pid} on" in line, line
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-  finally:
-    first.kill()
-    first.communicate()
-
-  third = run_cli(argv)
-  assert f"taking over the lock of a run that is gone (pid {first.pid} on" in third.stderr
-  assert_resumes_to_the_reference(third, workdir, trained_run)
 
 
 def test_a_failed_checkpoint_write_stops_the_run_in_one_line_with_the_earlier_ones_kept(

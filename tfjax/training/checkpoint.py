@@ -223,9 +223,8 @@ def set_aside(manager: ocp.CheckpointManager) -> list[str]:
   """The step folders renamed aside as unreadable, newest first."""
   directory = str(manager.directory)
   names = os.listdir(directory) if os.path.isdir(directory) else []
-  return sorted(
-    (n for n in names if UNREADABLE in n), key=lambda n: int(n.split(".")[0]), reverse=True
-  )
+  aside = [n for n in names if UNREADABLE in n and n.split(".")[0].isdigit()]
+  return sorted(aside, key=lambda n: int(n.split(".")[0]), reverse=True)
 
 
 def _try_restore(restore_fn) -> tuple[Any, str | None]:

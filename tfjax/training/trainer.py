@@ -251,7 +251,7 @@ def _train_and_evaluate(
         progress.update(step, loss=summary["loss"], tokens_per_s=summary.get("tokens_per_s"))
         window, timed_steps, window_start = [], 0, time.perf_counter()
 
-      if (step % train_cfg.eval_every == 0 or last) and not stopping:
+      if step % train_cfg.eval_every == 0 or last:
         last_eval = evaluate(state.params)
         writer.write(step, last_eval, "eval")
         timed_steps, window_start = 0, time.perf_counter()  # eval is not training throughput
