@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from absl import app, logging
 
+from tfjax.training import orbax_echoes
 from tfjax.training.faults import RunStopped
 from train import config_errors
 
@@ -38,6 +39,7 @@ def one_line_errors() -> Iterator[None]:
 
   The traceback is logged at debug level: pass --verbosity=1 to see it.
   """
+  orbax_echoes.install()  # for the rest of the process: echoes come until it exits
   try:
     yield
   except RunStopped as e:

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from absl import logging
@@ -22,17 +22,28 @@ def orbax_echoes_to_debug() -> Iterator[None]:
   reports the failure once, from the exception it gets; the echoes go to the debug log
   (--verbosity=1) instead of a few hundred lines of tracebacks.
   """
+  uninstall = install()
+  try:
+    yield
+  finally:
+    gc.collect()  # the failed operation's coroutines report now, while the hooks are ours
+    uninstall()
+
+
+def install() -> Callable[[], None]:
+  """`orbax_echoes_to_debug` until the returned function is called. A CLI installs it for its
+  whole process: the last echoes come when the interpreter collects what is left at exit."""
   previous_unraisable, previous_thread = sys.unraisablehook, threading.excepthook
 
   def unraisable(u) -> None:
     if _is_echo(u.exc_value, u.exc_traceback):
-      logging.debug("orbax echo: %r", u.exc_value)
+      _debug("orbax echo: %r", u.exc_value)
     else:
       previous_unraisable(u)
 
   def thread(a) -> None:
     if _is_echo(a.exc_value, a.exc_traceback):
-      logging.debug("orbax echo in thread %s: %r", a.thread, a.exc_value)
+      _debug("orbax echo in thread %s: %r", a.thread, a.exc_value)
     else:
       previous_thread(a)
 
@@ -44,14 +55,21 @@ def orbax_echoes_to_debug() -> Iterator[None]:
   asyncio_logger = std_logging.getLogger("asyncio")
   asyncio_level = asyncio_logger.level
   asyncio_logger.setLevel(std_logging.CRITICAL)
-  try:
-    yield
-  finally:
-    gc.collect()  # the failed operation's coroutines report now, while the hooks are ours
+
+  def uninstall() -> None:
     sys.unraisablehook, threading.excepthook = previous_unraisable, previous_thread
     asyncio_logger.setLevel(asyncio_level)
     for handler in handlers:
       handler.removeFilter(orbax_log_filter)
+
+  return uninstall
+
+
+def _debug(message: str, *args) -> None:
+  try:
+    logging.debug(message, *args)
+  except Exception:  # noqa: BLE001 (at interpreter exit logging may be gone: drop the echo)
+    pass
 
 
 def _is_echo(error: BaseException | None, tb: TracebackType | None) -> bool:
