@@ -29,7 +29,7 @@ MODEL = GPTConfig(
   dropout_rate=0.0, attention_dropout_rate=0.0,
 )  # fmt: skip
 TRAIN = dict(learning_rate=1e-2, warmup_steps=2, num_steps=100, weight_decay=0.01,
-             grad_clip_norm=1.0)  # fmt: skip
+             grad_clip_norm=1.0, on_nonfinite="skip")  # fmt: skip
 BATCH, SEQ, STEPS = 16, 16, 6
 
 

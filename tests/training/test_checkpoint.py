@@ -204,16 +204,29 @@ def test_training_restore_sets_an_unreadable_checkpoint_aside_and_takes_the_one_
   assert manager.all_steps() == [1] and checkpoint.set_aside(manager) == ["2.unreadable"]
 
 
-def test_a_checkpoint_from_before_the_nonfinite_wrapper_resumes_with_no_skips(tmp_path):
-  """Workdirs written before optimizer.skip_nonfinite hold the optimizer state it wraps."""
+def make_skipping_optimizer() -> optax.GradientTransformation:
+  train = dict(learning_rate=0.1, warmup_steps=1, num_steps=10, weight_decay=0.1, grad_clip_norm=1)
+  return optimizer.make_optimizer(ml_collections.ConfigDict({**train, "on_nonfinite": "skip"}))[0]
+
+
+def test_checkpoints_convert_between_the_stop_and_skip_policies(tmp_path):
+  """on_nonfinite="skip" wraps the optimizer state in apply_if_finite's, "stop" does not: a run
+  resumes the other policy's checkpoints, counts added (no skips yet) or dropped."""
   state = trained_state(2)
-  old = state.replace(opt_state=state.opt_state.inner_state)
-  save(tmp_path, old)
-  manager = checkpoint.checkpoint_manager(str(tmp_path), max_to_keep=3)
-  restored = checkpoint.restore(manager, abstract_state())
-  chex.assert_trees_all_equal(restored.opt_state.inner_state, state.opt_state.inner_state)
-  assert int(restored.opt_state.total_notfinite) == 0 and bool(restored.opt_state.last_finite)
-  chex.assert_trees_all_equal(restored.params, state.params)
+  save(tmp_path / "stop", state)
+  skipping = jax.eval_shape(
+    lambda: TrainState.create(tiny_params(), make_skipping_optimizer(), jax.random.PRNGKey(0))
+  )
+  manager = checkpoint.checkpoint_manager(str(tmp_path / "stop"), max_to_keep=3)
+  resumed = checkpoint.restore(manager, skipping)
+  assert isinstance(resumed.opt_state, optax.ApplyIfFiniteState)
+  assert int(resumed.opt_state.total_notfinite) == 0 and bool(resumed.opt_state.last_finite)
+  chex.assert_trees_all_equal(resumed.opt_state.inner_state, state.opt_state)
+  chex.assert_trees_all_equal(resumed.params, state.params)
+
+  save(tmp_path / "skip", resumed)
+  manager = checkpoint.checkpoint_manager(str(tmp_path / "skip"), max_to_keep=3)
+  chex.assert_trees_all_equal(checkpoint.restore(manager, abstract_state()), state)
 
 
 def test_a_checkpoint_of_another_optimizer_is_a_mismatch_and_not_set_aside(tmp_path):

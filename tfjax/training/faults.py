@@ -22,6 +22,7 @@ class RunStopped(Exception):
 
 
 def check_policy(on_nonfinite: str, max_consecutive_nonfinite: int) -> None:
+  """Raises a ValueError naming a bad train.on_nonfinite / train.max_consecutive_nonfinite."""
   if on_nonfinite not in NONFINITE_POLICIES:
     raise ValueError(
       f"train.on_nonfinite={on_nonfinite!r} is unknown; choose one of {NONFINITE_POLICIES}"

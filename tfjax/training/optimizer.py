@@ -145,12 +145,12 @@ def make_optimizer(
   train_config: Mapping[str, Any], d_model: int | None = None
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Global-norm clipping, then AdamW with decoupled decay on matrices only, on a schedule;
-  updates with non-finite gradients are skipped (`skip_nonfinite`).
+  with `on_nonfinite="skip"`, updates with non-finite gradients are skipped (`skip_nonfinite`).
 
   Reads `learning_rate`, `warmup_steps`, `num_steps`, `b1`, `b2`, `eps`, `weight_decay`,
-  `grad_clip_norm` (0 or None: no clipping) and `schedule`; clipping sees the whole batch's
-  gradient, accumulated or not. Returns the transformation and the schedule (indexed by
-  optimizer updates, for logging the rate).
+  `grad_clip_norm` (0 or None: no clipping), `schedule` and `on_nonfinite`; clipping sees the
+  whole batch's gradient, accumulated or not. Returns the transformation and the schedule
+  (indexed by optimizer updates, for logging the rate).
   """
   schedule = make_schedule(train_config, d_model=d_model)
   b1 = float(train_config.get("b1", 0.9))
@@ -174,7 +174,10 @@ def make_optimizer(
   )
   # The same state layout with or without clipping, so toggling it does not break a resume.
   clipping = optax.clip_by_global_norm(float(clip)) if clip else optax.identity()
-  return skip_nonfinite(optax.chain(clipping, adamw)), schedule
+  tx = optax.chain(clipping, adamw)
+  if train_config.get("on_nonfinite", "stop") == "skip":
+    tx = skip_nonfinite(tx)
+  return tx, schedule
 
 
 def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransformation:
@@ -182,8 +185,9 @@ def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransfo
   parameter, no moment, no schedule count) and is counted in the state (`optax.apply_if_finite`).
 
   Never gives up and applies one: the trainer stops the run instead, after the number of skips
-  in a row that `train.max_consecutive_nonfinite` allows (or at the first, with
-  `train.on_nonfinite="stop"`), so both policies share one state layout.
+  in a row that `train.max_consecutive_nonfinite` allows. (With `train.on_nonfinite="stop"` the
+  optimizer is not wrapped: the run stops at the first non-finite step before saving anything,
+  and compiles and steps as fast as without a check; checkpoints convert between the two.)
   """
   return optax.apply_if_finite(inner, max_consecutive_errors=np.iinfo(np.int32).max)
 
