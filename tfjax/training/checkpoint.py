@@ -17,10 +17,10 @@ from typing import Any
 import grain
 import jax
 import numpy as np
-import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from tfjax.training import skip_layout
 from tfjax.training.faults import RunStopped
 from tfjax.training.orbax_echoes import orbax_echoes_to_debug
 
@@ -151,7 +151,7 @@ def restore(
     raise FileNotFoundError(f"no checkpoint in {manager.directory}")
   check_params_fit(manager, step, abstract_state.params)
   saved_paths = set(_shapes(_saved_tree(manager, step)))
-  target = _as_saved(abstract_state, saved_paths)
+  target = skip_layout.as_saved(abstract_state, saved_paths)
   missing = sorted(set(_shapes(target)) - saved_paths) + sorted(saved_paths - set(_shapes(target)))
   if missing:
     raise CheckpointMismatch(
@@ -163,60 +163,7 @@ def restore(
   if data_iterator is not None:
     items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
   state = manager.restore(step, args=ocp.args.Composite(**items))["state"]
-  return _as_wanted(state, abstract_state)
-
-
-# A run with train.on_nonfinite="skip" wraps its optimizer in optax.apply_if_finite; "stop" does
-# not. Either resumes the other's checkpoints: the wrapper's counts are added (no skips yet) or
-# dropped.
-_SKIP_COUNTS = "opt_state/notfinite_count"
-
-
-def _as_saved(abstract_state: Any, saved_paths: set[str]) -> Any:
-  """`abstract_state` in the layout of the checkpoint: with or without the skip counts."""
-  opt_state = getattr(abstract_state, "opt_state", None)
-  if opt_state is None:
-    return abstract_state
-  wrapped, saved_wrapped = (
-    isinstance(opt_state, optax.ApplyIfFiniteState),
-    _SKIP_COUNTS in (saved_paths),
-  )
-  if wrapped and not saved_wrapped:
-    return abstract_state.replace(opt_state=opt_state.inner_state)
-  if saved_wrapped and not wrapped:
-    return abstract_state.replace(opt_state=_with_no_skips(abstract_state.step, opt_state))
-  return abstract_state
-
-
-def _as_wanted(state: Any, abstract_state: Any) -> Any:
-  """A restored `state` in the layout `abstract_state` asks for (see `_as_saved`)."""
-  opt_state = getattr(abstract_state, "opt_state", None)
-  if opt_state is None:
-    return state
-  wrapped = isinstance(opt_state, optax.ApplyIfFiniteState)
-  if wrapped and not isinstance(state.opt_state, optax.ApplyIfFiniteState):
-    return state.replace(opt_state=_with_no_skips(state.step, state.opt_state))
-  if isinstance(state.opt_state, optax.ApplyIfFiniteState) and not wrapped:
-    return state.replace(opt_state=state.opt_state.inner_state)
-  return state
-
-
-def _with_no_skips(like: Any, inner: Any) -> optax.ApplyIfFiniteState:
-  """`inner` wrapped as `optax.apply_if_finite` is before any skipped update; the counts are
-  placed like the scalar `like` (the step: replicated), arrays or abstract shapes alike."""
-  sharding = getattr(like, "sharding", None)
-
-  def scalar(value: Any, dtype: Any) -> Any:
-    if isinstance(like, jax.ShapeDtypeStruct):
-      return jax.ShapeDtypeStruct((), dtype, sharding=sharding)
-    return jax.device_put(np.asarray(value, dtype), sharding)
-
-  return optax.ApplyIfFiniteState(
-    notfinite_count=scalar(0, np.int32),
-    last_finite=scalar(True, np.bool_),
-    total_notfinite=scalar(0, np.int32),
-    inner_state=inner,
-  )
+  return skip_layout.as_wanted(state, abstract_state)
 
 
 def restore_newest_readable(
