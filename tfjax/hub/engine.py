@@ -24,8 +24,15 @@ from tfjax.nn.stack import stack_layers, unstack_layers
 
 Params = dict[str, Any]
 
-# How an HF array becomes ours; each is its own inverse, so export applies the same one.
-TRANSFORMS = {"as_is": lambda x: x, "transpose": lambda x: x.T}
+# How an HF array becomes ours (import), and ours an HF one (export).
+TRANSFORMS = {
+  "as_is": (lambda x: x, lambda x: x),
+  "transpose": (lambda x: x.T, lambda x: x.T),  # nn.Linear's weight [out, in] <-> kernel [in, out]
+  # nn.Conv2d's weight [out, in, kh, kw] (NCHW) <-> flax's kernel [kh, kw, in, out] (NHWC)
+  "conv": (lambda x: x.transpose(2, 3, 1, 0), lambda x: x.transpose(3, 2, 0, 1)),
+  "unbatch": (lambda x: x[0], lambda x: x[None]),  # a table HF keeps as [1, n, d] <-> [n, d]
+  "flatten": (lambda x: x.reshape(-1), lambda x: x.reshape(1, 1, -1)),  # [1, 1, d] <-> [d]
+}
 
 
 class Row(NamedTuple):
@@ -33,7 +40,7 @@ class Row(NamedTuple):
 
   hf: str  # HF name, without the body prefix; "{i}" stands for the layer index
   ours: str  # our path ("layer_{i}/mlp/hidden/kernel"); a body path is relative to the body
-  transform: str = "as_is"  # "transpose": nn.Linear's weight [out, in] <-> our kernel [in, out]
+  transform: str = "as_is"  # a key of TRANSFORMS
   part: int | None = None  # q, k, v = 0, 1, 2: the third of our fused qkv's last axis it fills
 
 
@@ -175,10 +182,10 @@ def params_from_hf(family: Family, target: Target, tensors: Mapping[str, np.ndar
   for hf, row in names.items():
     if hf not in tensors:
       continue
-    array = TRANSFORMS[row.transform](np.asarray(tensors[hf], dtype=np.float32))
+    array = TRANSFORMS[row.transform][0](np.asarray(tensors[hf], dtype=np.float32))
     needed = _part_shape(expected[row.ours], row.part)
     if tuple(array.shape) != needed:
-      note = " after transposing" if row.transform == "transpose" else ""
+      note = "" if row.transform == "as_is" else f" after the {row.transform!r} transform"
       third = "" if row.part is None else f" for its {'qkv'[row.part]} third"
       problems.append(
         f"shape mismatch: HF parameter {hf!r} {tuple(tensors[hf].shape)} gives {array.shape}"
@@ -218,5 +225,5 @@ def params_to_hf(family: Family, target: Target, params: Params) -> dict[str, np
     if row.part is not None:
       array = np.split(array, 3, axis=-1)[row.part]
     name = hf if hf.startswith(family.task_prefixes) else target.hf_prefix + hf
-    tensors[name] = np.ascontiguousarray(TRANSFORMS[row.transform](array))
+    tensors[name] = np.ascontiguousarray(TRANSFORMS[row.transform][1](array))
   return tensors

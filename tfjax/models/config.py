@@ -55,9 +55,11 @@ class ModelConfig:
       )
 
 
-def count_params(model: nn.Module, *token_shapes: tuple[int, ...]) -> int:
-  """Number of parameters of `model` initialised on int32 token inputs of `token_shapes`, from
+def count_params(model: nn.Module, *inputs: tuple[int, ...] | jax.ShapeDtypeStruct) -> int:
+  """Number of parameters of `model` initialised on `inputs` (a shape: int32 token ids), from
   shapes alone (`jax.eval_shape`: nothing is allocated), e.g. `count_params(GPT(cfg), (1, 1))`."""
-  inputs = [jax.ShapeDtypeStruct(shape, jnp.int32) for shape in token_shapes]
+  inputs = [
+    x if isinstance(x, jax.ShapeDtypeStruct) else jax.ShapeDtypeStruct(x, jnp.int32) for x in inputs
+  ]
   shapes = jax.eval_shape(model.init, jax.random.key(0), *inputs)
   return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))
