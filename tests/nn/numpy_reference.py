@@ -221,3 +221,36 @@ def transformer_logits(p, source, target_in, *, num_heads, eps):
       cross_mask=source_keys,
     )
   return y @ table.T
+
+
+def vit_encoder(p, images, *, patch_size, num_heads, activation, eps, pooling="cls"):
+  """ViT's body (Dosovitskiy et al. 2020, Eq. 1-4), one patch at a time: each P x P patch
+  flattened (row, column, channel) and projected, [CLS] prepended ("cls"), positions added,
+  pre-LN layers, a final LayerNorm; pooled = the [CLS] state, or the mean of the patches
+  ("gap"). `p` is a ViTModel's params. Returns ([embeddings, layer 1, ...], last, pooled)."""
+  images = np.asarray(images, np.float64)
+  b, height, width, c = images.shape
+  kernel = p["patch_embed"]["kernel"].reshape(patch_size * patch_size * c, -1)  # [P*P*C, d]
+  patches = []
+  for i in range(0, height, patch_size):  # row-major over the patch grid
+    for j in range(0, width, patch_size):
+      flat = images[:, i : i + patch_size, j : j + patch_size, :].reshape(b, -1)
+      patches.append(flat @ kernel + p["patch_embed"]["bias"])
+  x = np.stack(patches, axis=1)  # [b, N, d]
+  if pooling == "cls":
+    x = np.concatenate([np.broadcast_to(p["cls_token"], (b, 1, x.shape[-1])), x], axis=1)
+  states = [x + p["position_embed"]["embedding"][None]]
+  i = 0
+  while f"layer_{i}" in p:
+    layer = p[f"layer_{i}"]
+    states.append(
+      transformer_layer(
+        layer, states[-1], num_heads=num_heads, activation=activation, pre_norm=True, eps=eps
+      )
+    )
+    i += 1
+  last = layer_norm(states[-1], p["final_norm"], eps)
+  pooled = last[:, 0] if pooling == "cls" else last.mean(axis=1)
+  if "pre_logits" in p:
+    pooled = np.tanh(dense(pooled, p["pre_logits"]))
+  return states, last, pooled
