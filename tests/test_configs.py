@@ -6,13 +6,14 @@ import pathlib
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import transformer_base
 from tests.conftest import apply_overrides
 from tfjax.data import seq2seq as translation_data
-from tfjax.models import bert, transformer
+from tfjax.models import bert, transformer, vit
 from tfjax.models.config import count_params
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.tasks import registry
@@ -83,6 +84,28 @@ def test_transformer_configs_are_within_5_percent_of_table_3(name):
   assert abs(num_params / TRANSFORMER_PARAMETER_COUNTS[name] - 1) < 0.05
   stated = re.search(r"\(([\d,]+) parameters;", module.__doc__).group(1)
   assert int(stated.replace(",", "")) == num_params
+
+
+# HF ViTForImageClassification at 224, patch 16, 1000 classes (= the original vit_jax counts).
+VIT_PARAMETER_COUNTS = {
+  "vit_ti16": 5_717_416,
+  "vit_s16": 22_050_664,
+  "vit_b16": 86_567_656,
+  "vit_l16": 304_326_632,
+  "vit_tiny": 139_018,
+}
+
+
+@pytest.mark.parametrize("name", sorted(VIT_PARAMETER_COUNTS))
+def test_vit_configs_have_the_hf_parameter_counts(name):
+  module = importlib.import_module(f"configs.{name}")
+  config = vit.ViTConfig.from_config(module.get_config().model)
+  spec = (1, config.image_size, config.image_size, config.num_channels)
+  num_params = count_params(vit.ViT(config), jax.ShapeDtypeStruct(spec, jnp.float32))
+  assert num_params == VIT_PARAMETER_COUNTS[name]
+  if name != "vit_tiny":
+    stated = re.search(r"\(([\d,]+) parameters", module.__doc__).group(1)
+    assert int(stated.replace(",", "")) == num_params
 
 
 @pytest.mark.parametrize("row", sorted(transformer_base.TABLE_3))

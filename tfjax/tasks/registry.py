@@ -9,6 +9,7 @@ import ml_collections
 
 from tfjax.tasks.bert_pretraining import BertPretrainingTask
 from tfjax.tasks.classification import ClassificationTask
+from tfjax.tasks.image_classification import ImageClassificationTask
 from tfjax.tasks.lm import LanguageModelTask
 from tfjax.tasks.question_answering import QuestionAnsweringTask
 from tfjax.tasks.translation import TranslationTask
@@ -19,6 +20,7 @@ TASKS: dict[str, type[Task]] = {
   "lm": LanguageModelTask,
   "bert_pretraining": BertPretrainingTask,
   "classification": ClassificationTask,
+  "image_classification": ImageClassificationTask,
   "question_answering": QuestionAnsweringTask,
   "translation": TranslationTask,
 }
