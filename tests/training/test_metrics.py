@@ -163,3 +163,23 @@ def test_measured_peak_is_one_matmul_s_flops_over_its_median_time(monkeypatch):
   assert flops == pytest.approx(matmul_flops / seconds_per_matmul, rel=1e-9)
   # 64 matmuls (32 ms) per timing: the first count whose timing lasts 20 ms.
   assert clock["matmuls"] == sum(2**k for k in range(7)) + 3 * 64
+
+
+def test_confusion_matrix_counts_as_a_naive_loop_and_skips_weight_zero_examples():
+  rng = np.random.default_rng(0)
+  labels, predictions = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+  weights = rng.integers(0, 3, 200).astype(np.float32)  # 0: padding; whole counts otherwise
+  labels[weights == 0] = 99  # a padded example's label is never looked at
+  expected = np.zeros((4, 4), np.int64)
+  for true, predicted, weight in zip(labels, predictions, weights, strict=True):
+    if weight:
+      expected[true, predicted] += int(weight)
+  matrix = metrics.confusion_matrix(labels, predictions, 4, weights)
+  assert matrix.dtype == np.int64
+  np.testing.assert_array_equal(matrix, expected)
+  unweighted = metrics.confusion_matrix(labels[weights > 0], predictions[weights > 0], 4)
+  assert unweighted.sum() == np.count_nonzero(weights) and np.all(unweighted <= matrix)
+  with pytest.raises(ValueError, match="outside the classes"):
+    metrics.confusion_matrix([0, 4], [0, 1], 4)
+  with pytest.raises(ValueError, match="whole counts"):
+    metrics.confusion_matrix([0, 1], [0, 1], 4, weights=[0.5, 1.0])

@@ -1,4 +1,5 @@
-"""Metrics out of a run: JSONL (always), TensorBoard event files, a progress bar, and MFU.
+"""Metrics out of a run: JSONL (always), TensorBoard event files, a progress bar, MFU, and a
+classifier's confusion matrix.
 
 TensorBoard files are written by `tensorboardX`, which needs no TensorFlow (clu's metric writers
 import it). Only process 0 writes, so multi-host runs produce one record.
@@ -239,3 +240,35 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float
   if not peak_flops > 0 or math.isinf(peak_flops):
     raise ValueError(f"peak_flops={peak_flops} must be positive and finite")
   return tokens_per_s * flops_per_token / peak_flops
+
+
+# ------------------------------------------------------------------------- classification
+
+
+def confusion_matrix(
+  labels: Any, predictions: Any, num_classes: int, weights: Any = None
+) -> np.ndarray:
+  """Counts [num_classes, num_classes] of (true label, prediction): row = true class, column =
+  predicted, so the diagonal is the correct ones and a row's sum the class's examples.
+  `weights` are the eval batches' per-example weights (0 for the padding that fills the last
+  batch, else 1; any whole counts): a weight-0 example is not counted, whatever its label."""
+  labels = np.asarray(labels).reshape(-1)
+  predictions = np.asarray(predictions).reshape(-1)
+  weights = np.ones(labels.shape) if weights is None else np.asarray(weights).reshape(-1)
+  if not labels.shape == predictions.shape == weights.shape:
+    raise ValueError(
+      f"{labels.size} labels, {predictions.size} predictions and {weights.size} weights; give "
+      "one of each per example"
+    )
+  if np.any(weights < 0) or np.any(weights != np.round(weights)):
+    raise ValueError("weights must be whole counts >= 0 (1 an example, 0 padding)")
+  counted = weights != 0
+  labels, predictions, weights = labels[counted], predictions[counted], weights[counted]
+  for name, ids in (("labels", labels), ("predictions", predictions)):
+    if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
+      raise ValueError(
+        f"{name} run from {ids.min()} to {ids.max()}, outside the classes 0..{num_classes - 1}"
+      )
+  index = labels.astype(np.int64) * num_classes + predictions.astype(np.int64)
+  counts = np.bincount(index, weights=weights, minlength=num_classes * num_classes)
+  return np.rint(counts).astype(np.int64).reshape(num_classes, num_classes)
