@@ -1,5 +1,6 @@
-"""tfjax.inference.load: a GPT workdir (the tiny trained run), HF GPT-2 and BERT directories (the
-goldens, with vocabulary files), hand-made BERT and Transformer workdirs, and the clear errors."""
+"""tfjax.inference.load: a GPT workdir (the tiny trained run), HF GPT-2, BERT and ViT directories
+(the goldens, with vocabulary files), hand-made BERT, Transformer and ViT workdirs, and the clear
+errors."""
 
 import dataclasses
 import functools
@@ -19,6 +20,7 @@ from tfjax.inference import load
 from tfjax.models.bert import BertConfig, BertForPreTraining
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.models.transformer import Transformer, TransformerConfig
+from tfjax.models.vit import ViT, ViTConfig, ViTModel
 from tfjax.training import checkpoint
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -155,6 +157,70 @@ def test_a_transformer_workdir_loads_the_latest_or_the_mean_of_the_last_checkpoi
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), averaged, mean)
 
 
+# --- ViT -----------------------------------------------------------------------------------------
+
+
+def test_an_hf_vit_classifier_loads_the_params_of_vit_and_no_tokenizer():
+  hf_dir = GOLDEN / "vit_tiny"
+  config, params, tokenizer = load.load(hf_dir, "vit")
+  assert isinstance(config, ViTConfig) and tokenizer is None  # an image model has none
+  assert load.load(hf_dir, "vit", tokenizer=False).tokenizer is None
+  assert set(params) == {"vit", "classifier"} and config.num_classes == 5
+  golden = np.load(hf_dir / "outputs.npz")
+  logits = ViT(config).apply({"params": params}, jnp.asarray(golden["pixel_values_nhwc"]))
+  np.testing.assert_allclose(logits, golden["logits"], rtol=0, atol=ATOL)
+  assert load.read_config(hf_dir, "vit") == ("hf", config)
+
+
+def test_an_hf_vit_model_loads_the_body_with_its_pooler():
+  hf_dir = GOLDEN / "vit_tiny_model"
+  config, params, _ = load.load(hf_dir, "vit", tokenizer=False)
+  assert (config.num_classes, config.pre_logits) == (0, True) and "vit" not in params
+  golden = np.load(hf_dir / "outputs.npz")
+  out = ViTModel(config).apply({"params": params}, jnp.asarray(golden["pixel_values_nhwc"]))
+  np.testing.assert_allclose(out.pooled, golden["pooler_output"], rtol=0, atol=ATOL)
+  assert load.read_config(hf_dir, "vit") == ("hf", config)  # from architectures: ViTModel
+
+
+VIT = ViTConfig(
+  image_size=8, patch_size=4, num_classes=3, num_layers=1, num_heads=2, d_model=8, d_ff=16
+)
+
+
+def test_a_vit_workdir_restores_the_params_of_vit_on_images(tmp_path):
+  images = jnp.zeros((1, 8, 8, 3))
+  params = jax.jit(ViT(VIT).init)(jax.random.key(0), images)["params"]
+  workdir = make_workdir(tmp_path / "vit", "image_classification", VIT, {3: params})
+  config, restored, tokenizer = load.load(workdir, "vit")
+  assert config == VIT and tokenizer is None
+  assert_trees_equal(restored, params)
+
+
+def write_image_workdir(root: Path, **saved) -> Path:
+  """A workdir's config.json alone, as an image-classification run writes it."""
+  root.mkdir()
+  config = {"task": "image_classification", "model": dataclasses.asdict(VIT), **saved}
+  (root / "config.json").write_text(json.dumps(config))
+  return root
+
+
+def test_vit_errors_are_one_clear_line(tmp_path):
+  cnn = write_image_workdir(tmp_path / "cnn", architecture="cnn")
+  with pytest.raises(ValueError, match="architecture 'cnn', not a ViT image-classification") as e:
+    load.load(cnn, "vit")
+  assert "configs/vit_tiny.py) or an HF ViT directory" in str(e.value) and "\n" not in str(e.value)
+  untrained = write_image_workdir(tmp_path / "vit")  # no "architecture": a ViT run
+  assert load.read_config(untrained, "vit") == ("workdir", VIT)
+  with pytest.raises(FileNotFoundError, match=r"no checkpoint under .*/checkpoints; train first"):
+    load.load(untrained, "vit")
+  with pytest.raises(ValueError, match="head='model' is for BERT; a vit model has one head"):
+    load.load(GOLDEN / "vit_tiny", "vit", head="model")
+  with pytest.raises(ValueError, match="model_type='bert'; tfjax imports only ViT"):
+    load.load(GOLDEN / "bert_tiny", "vit")
+  with pytest.raises(ValueError, match="workdir of task 'image_classification', not a BERT"):
+    load.load(untrained, "bert")
+
+
 # --- clear errors --------------------------------------------------------------------------------
 
 
@@ -184,8 +250,8 @@ def test_a_config_of_another_family_is_a_clear_error(tmp_path, trained_run):
     load.load(GOLDEN / "bert_tiny", "gpt")
   with pytest.raises(ValueError, match="is not a tfjax workdir"):
     load.load(GOLDEN / "bert_tiny", "transformer")
-  with pytest.raises(ValueError, match=r"family='vit' is unknown; choose one of \['bert', 'gpt'"):
-    load.load(trained_run.workdir, "vit")
+  with pytest.raises(ValueError, match=r"family='t5' is unknown; choose one of \['bert', 'gpt'"):
+    load.load(trained_run.workdir, "t5")
 
 
 def test_options_that_do_not_apply_are_clear_errors(tmp_path, trained_run):

@@ -1,7 +1,7 @@
 """One way to load a trained model into (config, params, tokenizer): a tfjax training workdir
 (config.json, the latest Orbax checkpoint, the tokenizer saved beside it) or an HF checkpoint
-directory (config.json, model.safetensors, the vocabulary files), for GPT, BERT and the
-Transformer.
+directory (config.json, model.safetensors, the vocabulary files), for GPT, BERT, the
+Transformer and ViT (an image model: no tokenizer).
 
 A workdir's config.json has a "model" section (and a "task"); an HF one has none. Only
 `config.json` is read to tell them apart and to check the family, before any weights.
@@ -9,6 +9,7 @@ A workdir's config.json has a "model" section (and a "task"); an HF one has none
 
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -19,9 +20,12 @@ from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.hub import bert as bert_hub
 from tfjax.hub import gpt2
+from tfjax.hub import vit as vit_hub
+from tfjax.models import vit
 from tfjax.models.bert import BertConfig, BertForPreTraining
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.models.transformer import Transformer, TransformerConfig
+from tfjax.models.vit import ViT, ViTConfig
 from tfjax.training import checkpoint
 
 CONFIG_FILE = "config.json"
@@ -29,40 +33,74 @@ SENTENCEPIECE_FILE = "tokenizer.model"  # what the GPT and translation tasks sav
 
 
 class Loaded(NamedTuple):
-  """A loaded model: `config` (GPTConfig, BertConfig or TransformerConfig), its `params`, and
-  its `tokenizer` (None when not asked for)."""
+  """A loaded model: `config` (GPTConfig, BertConfig, TransformerConfig or ViTConfig), its
+  `params`, and its `tokenizer` (None when not asked for, and for ViT)."""
 
   config: Any
   params: Any
   tokenizer: Any | None
 
 
+def _on_tokens(model_cls: type, num_inputs: int = 1) -> Callable[[Any], Any]:
+  """config -> the params of `model_cls(config)` on int32 token ids, as ShapeDtypeStructs (the
+  Transformer takes two inputs: source, target)."""
+  tokens = [jax.ShapeDtypeStruct((1, 1), jnp.int32)] * num_inputs
+
+  def abstract_params(config: Any) -> Any:
+    init = lambda rng, *inputs: model_cls(config).init(rng, *inputs)["params"]
+    return jax.eval_shape(init, jax.random.key(0), *tokens)
+
+  return abstract_params
+
+
 class _Family(NamedTuple):
   config_cls: type
-  model_cls: type  # what its workdir task trains: a checkpoint holds its params
+  # config -> the params its workdir task trains (a checkpoint holds them), as ShapeDtypeStructs
+  abstract_params: Callable[[Any], Any]
   task: str  # that task
   name: str  # for messages: "a {name} {kind} run", "a tfjax {kind} workdir"
   kind: str
   recipe: str  # python -m train.train --config=configs/{recipe}.py trains one
   hf: str | None  # the HF family it imports, None: workdirs only
+  architecture: str | None = None  # the config's "architecture" when its task trains several
 
 
 FAMILIES = {
-  "gpt": _Family(GPTConfig, GPT, "lm", "GPT", "language-model", "gpt_tiny", "GPT-2"),
+  "gpt": _Family(GPTConfig, _on_tokens(GPT), "lm", "GPT", "language-model", "gpt_tiny", "GPT-2"),
   "bert": _Family(
-    BertConfig, BertForPreTraining, "bert_pretraining", "BERT", "pre-training", "bert_tiny", "BERT"
+    BertConfig,
+    _on_tokens(BertForPreTraining),
+    "bert_pretraining",
+    "BERT",
+    "pre-training",
+    "bert_tiny",
+    "BERT",
   ),
   "transformer": _Family(
     TransformerConfig,
-    Transformer,
+    _on_tokens(Transformer, num_inputs=2),
     "translation",
     "Transformer",
     "translation",
     "transformer_tiny",
     None,
   ),
+  "vit": _Family(
+    ViTConfig,
+    lambda config: vit.abstract_params(ViT(config)),  # on images
+    "image_classification",
+    "ViT",
+    "image-classification",
+    "vit_tiny",
+    "ViT",
+    architecture="vit",  # beside "cnn" and "linear", which have no loader
+  ),
 }
-_HF_CONFIGS = {"gpt": gpt2.gpt2_config_from_hf, "bert": bert_hub.bert_config_from_hf}
+_HF_CONFIGS = {
+  "gpt": gpt2.gpt2_config_from_hf,
+  "bert": bert_hub.bert_config_from_hf,
+  "vit": vit_hub.vit_config_from_hf,  # the head and pooler of config.json's architectures
+}
 
 
 def _family(family: str) -> _Family:
@@ -97,6 +135,12 @@ def read_config(path: str | pathlib.Path, family: str) -> tuple[str, Any]:
         f"{str(path)!r} is a workdir of task {task!r}, not a {spec.name} {spec.kind} run; give "
         f"{_what_to_give(spec)}"
       )
+    architecture = saved.get("architecture", spec.architecture)
+    if architecture != spec.architecture:
+      raise ValueError(
+        f"{str(path)!r} is a workdir of architecture {architecture!r}, not a {spec.name} "
+        f"{spec.kind} run; give {_what_to_give(spec)}"
+      )
     return "workdir", spec.config_cls.from_config(saved["model"])
   if spec.hf is None:
     raise ValueError(
@@ -118,13 +162,15 @@ def load(
 
   Args:
     path: a training workdir (its latest checkpoint is read) or an HF checkpoint directory.
-    family: "gpt", "bert" or "transformer" (workdirs only).
+    family: "gpt", "bert", "transformer" (workdirs only) or "vit" (params of ViT for a
+      workdir or an HF ViTForImageClassification, of ViTModel for an HF ViTModel).
     head: BERT only. An HF directory: as `tfjax.hub.bert.load_bert` (None: what it holds;
       "model": the encoder alone). A pre-training workdir holds "pretraining" (the default);
       "model" takes its encoder.
     average_last: a workdir: the mean of its newest `average_last` checkpoints (Vaswani et al.
       2017, §6.1); 1 is the latest alone.
-    tokenizer: False leaves the vocabulary files unread (`Loaded.tokenizer` is None).
+    tokenizer: False leaves the vocabulary files unread (`Loaded.tokenizer` is None). An
+      image model has none: for ViT it is None either way.
   """
   root = pathlib.Path(path)
   source, config = read_config(root, family)
@@ -149,16 +195,16 @@ def load(
 def _load_hf(family: str, root: pathlib.Path, head: str | None) -> tuple[Any, Any]:
   if family == "gpt":
     return gpt2.load_gpt2(root)
+  if family == "vit":
+    config, params, _ = vit_hub.load_vit(root)
+    return config, params
   config, params, _ = bert_hub.load_bert(root, head=head)
   return config, params
 
 
 def _restore(root: pathlib.Path, spec: _Family, config: Any, average_last: int) -> Any:
   """The params of the latest checkpoint, or the mean of the newest `average_last`."""
-  tokens = jax.ShapeDtypeStruct((1, 1), jnp.int32)
-  inputs = (tokens, tokens) if spec.model_cls is Transformer else (tokens,)  # source, target
-  init = lambda rng, *inputs: spec.model_cls(config).init(rng, *inputs)["params"]
-  abstract = jax.eval_shape(init, jax.random.key(0), *inputs)
+  abstract = spec.abstract_params(config)
   if average_last == 1:
     return checkpoint.restore_params(str(root), abstract)
   return checkpoint.average_checkpoints(str(root), abstract, average_last)[0]
@@ -166,7 +212,9 @@ def _restore(root: pathlib.Path, spec: _Family, config: Any, average_last: int) 
 
 def _load_tokenizer(family: str, root: pathlib.Path, source: str) -> Any:
   """BERT's vocab.txt or sentencepiece.model; GPT-2's vocab.json + merges.txt; or the
-  tokenizer.model a GPT or translation run saved."""
+  tokenizer.model a GPT or translation run saved; None for an image model."""
+  if family == "vit":
+    return None
   if family == "bert":
     return bert_tokenizer.load_bert_tokenizer(root)
   if source == "hf":
