@@ -95,8 +95,8 @@ def test_every_problem_is_reported_at_once_with_both_names_and_shapes():
     "'body/layer_2/qkv/kernel', which a ToyModel with num_layers=2 does not have (shape: none)",
     "unexpected HF parameter 'classifier.bias' (3,): no tfjax ToyModel parameter corresponds to "
     "it (our parameter: none); a task head the toy does not have",
-    "shape mismatch: HF parameter 'layer.1.v.weight' (4, 5) gives (5, 4) after the 'transpose' transform, "
-    "but our 'body/layer_1/qkv/kernel' needs (4, 4) for its v third",
+    "shape mismatch: HF parameter 'layer.1.v.weight' (4, 5) gives (5, 4) after the 'transpose' "
+    "transform, but our 'body/layer_1/qkv/kernel' needs (4, 4) for its v third",
   ]
 
 

@@ -310,3 +310,15 @@ def test_sampling_an_hf_directory_with_pickled_weights_is_one_line(tmp_path, run
   done = run_cli(sample_command(model_dir))
   assert_one_line_error(done, "pytorch_model.bin, a pickle", "safe_serialization=True")
   assert not marker.exists() and digest(model_dir) == before
+
+
+# --- ViT (issue 12): images the model cannot take (the rest: tests/models/test_vit.py, ------------
+# tests/tasks/test_image_classification_task.py, tests/data/test_images.py)
+
+
+def test_a_vit_image_size_not_divisible_by_the_patch_is_one_line(tmp_path, run_cli):
+  workdir = tmp_path / "w"
+  command = [sys.executable, "-m", "train.train", "--config=configs/vit_tiny.py"]
+  done = run_cli([*command, "--config.model.image_size=30", f"--workdir={workdir}"])
+  assert_one_line_error(done, "model.image_size=30 is not divisible by model.patch_size=7")
+  assert not workdir.exists()

@@ -217,27 +217,35 @@ class ImageClassificationTask(Task):
     lines.append(f"confusion matrix, misclassified test images: {workdir}/*.png")
     if self.architecture == "vit":
       self._draw_attention(params, test, predicted, workdir)
-      lines.append(f"what the ViT attends to: {os.path.join(workdir, 'attention.png')}")
+      lines.append(f"what the ViT attends to: {workdir}/attention.png, attention_layers.png")
     return lines
 
   def _draw_attention(self, params: Any, test: Any, predicted: np.ndarray, workdir: str) -> None:
-    """[CLS] attention per layer and head and its rollout over the first test images."""
+    """[CLS] attention per layer and head, and its rollout, over the first test images."""
     cfg = self.model_config
-    count = min(ATTENTION_IMAGES, len(test))
-    shown = test.image[:count]
+    shown = test.image[:ATTENTION_IMAGES]
     _, state = self.model().apply(
       {"params": params}, pixels(jnp.asarray(shown), cfg.image_size), mutable=["intermediates"]
     )
-    weights = [np.asarray(w) for w in vit.attention_weights(state)]  # layers x [b, h, t, t]
-    cls_maps = attention_views.cls_attention(weights, cfg.grid, cfg.num_prefix_tokens)
-    rollout = attention_views.rollout_map(weights, cfg.grid, cfg.num_prefix_tokens)
-    names = self._data.label_names
-    shown_labels = zip(test.label[:count], predicted[:count], strict=True)
-    titles = [f"true {names[t]} / predicted {names[p]}" for t, p in shown_labels]
-    plots.plot_attention_maps(
-      shown, cls_maps, rollout, titles, os.path.join(workdir, "attention.png")
+    cls_maps, rollout = attention_views.views(state, cfg)  # [layers, b, heads, h, w], [b, h, w]
+    labels, names = test.label[: len(shown)], self._data.label_names
+    plots.plot_image_attention(
+      shown,
+      cls_maps,
+      rollout,
+      labels,
+      os.path.join(workdir, "attention.png"),
+      predictions=predicted[: len(shown)],
+      label_names=names,
+      max_images=len(shown),
     )
-    logging.info("Attention maps of %d test images in %s", count, workdir)
+    plots.plot_attention_layers(
+      shown[0],
+      np.asarray(cls_maps)[:, 0],
+      os.path.join(workdir, "attention_layers.png"),
+      title=f"test image 0: true {names[labels[0]]}, predicted {names[predicted[0]]}",
+    )
+    logging.info("Attention maps of %d test images in %s", len(shown), workdir)
 
 
 def _json_rows(matrix: np.ndarray, names: tuple[str, ...]) -> str:
