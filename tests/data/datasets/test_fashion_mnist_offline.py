@@ -1,9 +1,10 @@
 """Tests of the fashion_mnist_offline TFDS builder: the IDX parser on small synthetic files, the
 builder on tiny fake files from each source (installed dir, manual dir, .deb by apt-get), and
-once on the real Debian files (when apt-get can fetch them: about 1 s here, 10 s to prepare).
+once on the real Debian files (conftest's fashion_mnist_data_dir: skipped where apt-get cannot
+fetch them; 1 s here, 4 s to prepare, 3 s to read).
 
 Every test moves INSTALLED_DIR, so that a machine with the package installed still tests the
-source it means to.
+source it means to (the real data dir is prepared before).
 """
 
 import gzip
@@ -174,12 +175,9 @@ def test_a_deb_without_the_files_says_so(tmp_path, failing_apt_get):
 
 
 @pytest.mark.slow
-def test_the_real_files_have_upstreams_splits_and_labels(tmp_path, monkeypatch):
-  monkeypatch.setattr(fm, "INSTALLED_DIR", "/usr/share/datasets/fashion-mnist")
-  try:
-    builder = build(tmp_path / "tfds")  # The installed files, else apt-get download (31 MB).
-  except FileNotFoundError as e:
-    pytest.skip(f"the Fashion-MNIST files cannot be had here: {e}")
+def test_the_real_files_have_upstreams_splits_and_labels(fashion_mnist_data_dir):
+  # Prepared (before INSTALLED_DIR moved) from the installed files, else the downloaded .deb.
+  builder = tfds.builder("fashion_mnist_offline", data_dir=str(fashion_mnist_data_dir))
   assert {s: builder.info.splits[s].num_examples for s in ("train", "test")} == fm.NUM_EXAMPLES
   train_images, train_labels = read_split(builder, "train")
   test_labels = read_split(builder, "test")[1]
