@@ -79,6 +79,25 @@ def test_train_iterator_shards_processes_repeats_epochs_and_resumes():
   assert take(resumed, 4) == expected
 
 
+def test_train_iterator_augments_each_element_anew_every_epoch_and_resumes():
+  draw = lambda element, rng: {"i": element["i"], "r": np.int64(rng.integers(1 << 30))}
+  make = lambda p=0, n=1: pipeline.train_iterator(
+    elements(6), 3, p, n, augment=draw, augment_seed=7
+  )
+  iterator = make()
+  batches = [next(iterator) for _ in range(6)]  # three epochs of one fixed order
+  assert [int(i) for b in batches for i in b["i"]] == list(range(6)) * 3
+  draws = [int(r) for b in batches for r in b["r"]]
+  assert len(set(draws)) == 18  # no element draws the same in two epochs
+  again = make()
+  for _ in range(4):
+    next(again)
+  resumed = make()
+  resumed.set_state(json.loads(json.dumps(again.get_state())))
+  assert [int(r) for _ in range(2) for r in next(resumed)["r"]] == draws[12:]
+  assert list(next(make(0, 2))["r"]) != list(next(make(1, 2))["r"])  # processes draw apart
+
+
 def test_train_iterator_refuses_bad_arguments():
   with pytest.raises(ValueError, match=r"process_index=2 must be in \[0, 2\)"):
     pipeline.train_iterator(elements(8), 2, 2, 2)

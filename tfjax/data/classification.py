@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from tfjax.data import pipeline
+from tfjax.data.pipeline import eval_batches  # noqa: F401  (the fine-tuning tasks call it here)
 from tfjax.data.tokenizers.base import Tokenizer
 
 # Feature names of a batch; the model's inputs are the first three.
@@ -103,6 +104,18 @@ def label_ids(labels: Sequence[Any], label_names: Sequence[str]) -> np.ndarray:
   return ids
 
 
+def class_label_names(dataset: pipeline.PreparedDataset, label_field: str) -> tuple[str, ...]:
+  """The class names of the ClassLabel feature `label_field`; another feature is an error."""
+  label_feature = dataset.builder.info.features[label_field]
+  if not isinstance(label_feature, tfds.features.ClassLabel):
+    raise ValueError(
+      f"feature '{label_field}' of dataset '{dataset.name}' is a "
+      f"{type(label_feature).__name__}, not a ClassLabel; set config.data.label_field to the "
+      "class label"
+    )
+  return tuple(label_feature.names)
+
+
 def encode_examples(
   tokenizer: Tokenizer,
   texts: Sequence[str],
@@ -178,15 +191,8 @@ def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> Class
   """
   fields = {key: data_config[key] for key in ("text_field", "text_pair_field", "label_field")}
   dataset = pipeline.prepare_dataset(data_config, fields)
-  name, features = dataset.name, dataset.builder.info.features
-  label_feature = features[data_config.label_field]
-  if not isinstance(label_feature, tfds.features.ClassLabel):
-    raise ValueError(
-      f"feature '{data_config.label_field}' of dataset '{name}' is a "
-      f"{type(label_feature).__name__}, not a ClassLabel; set config.data.label_field to the "
-      "class label"
-    )
-  label_names = tuple(label_feature.names)
+  name = dataset.name
+  label_names = class_label_names(dataset, data_config.label_field)
 
   def encode_split(split: str) -> ClassificationExamples:
     what = f"split '{split}' of dataset '{name}'"
@@ -233,47 +239,10 @@ def train_iterator(
   of it; `batch_size` is per process; batches run across epochs.
   Batches hold FEATURES, with weights 1.
   """
-  epoch = grain.MapDataset.source(_Rows(examples)).seed(seed).shuffle()
-  return pipeline.train_iterator(epoch, batch_size, process_index, process_count)
-
-
-def eval_batches(examples: ClassificationExamples, batch_size: int) -> list[dict[str, np.ndarray]]:
-  """Every example exactly once, in order, in batches of `batch_size` rows (global batches).
-
-  The last batch is filled with copies of example 0 weighted 0 (real inputs rather than empty
-  rows, whose fully masked attention could give NaN), so a weighted mean counts each example
-  once.
-  """
-  if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size} must be positive")
-  if len(examples) == 0:
-    raise ValueError("no examples to evaluate")
-  batches = []
-  for start in range(0, len(examples), batch_size):
-    index = np.arange(start, start + batch_size)
-    real = index < len(examples)
-    batch = examples.rows(np.where(real, index, 0))
-    batch["weights"] = real.astype(np.float32)
-    batches.append(batch)
-  return batches
+  return pipeline.examples_train_iterator(examples, batch_size, seed, process_index, process_count)
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-class _Rows:
-  """Random access to the examples as dicts of FEATURES (weights 1), for grain."""
-
-  def __init__(self, examples: ClassificationExamples):
-    self._examples = examples
-
-  def __len__(self) -> int:
-    return len(self._examples)
-
-  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    if not 0 <= index < len(self):
-      raise IndexError(f"example {index} out of range [0, {len(self)})")
-    return self._examples.rows(index)
 
 
 def _encode_side(

@@ -4,7 +4,8 @@ grain iterators over their examples.
 A dataset is prepared once as array_record and read with `tfds.data_source`, without TensorFlow.
 Training batches come from one order per epoch, process `i` taking elements `i::process_count`
 of it, so processes never share an element within an epoch; the iterator is checkpointable
-(`get_state()` / `set_state()`).
+(`get_state()` / `set_state()`), random augmentation included. Examples held in memory (text
+classification, images) are read through one protocol, `Examples`.
 """
 
 import contextlib
@@ -14,7 +15,7 @@ import os
 import pathlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grain
 import numpy as np
@@ -150,6 +151,9 @@ def prepare_dataset(data_config: Any, fields: Mapping[str, str] | None = None) -
 
 # --- grain iterators ---------------------------------------------------------------------------
 
+# A random transformation of one element, given a generator drawn for that element.
+Augment = Callable[[Any, np.random.Generator], Any]
+
 
 def train_iterator(
   epoch: grain.MapDataset,
@@ -159,6 +163,8 @@ def train_iterator(
   *,
   what: str = "examples",
   fix: str = "use a larger train split",
+  augment: Augment | None = None,
+  augment_seed: int = 0,
 ) -> grain.DatasetIterator:
   """Endless batches of `epoch`'s elements for this process; checkpointable.
 
@@ -166,6 +172,10 @@ def train_iterator(
   fresh order each epoch). Process `i` takes elements `i::process_count`; `batch_size` is per
   process; incomplete batches are dropped, so batches run across epochs. `what` names the
   elements and `fix` the remedy when there are fewer elements than processes.
+
+  `augment(element, rng)`, if given, transforms each element with a generator drawn from
+  (`augment_seed`, the process, the element's position in the endless stream): a new draw every
+  epoch, the same draws after `set_state()`, which restores the position alone.
   """
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index={process_index} must be in [0, {process_count})")
@@ -173,10 +183,80 @@ def train_iterator(
     raise ValueError(f"batch_size={batch_size} must be positive")
   if len(epoch) < process_count:
     raise ValueError(f"{len(epoch)} {what} cannot be shared by {process_count} processes; {fix}")
-  ds = epoch[process_index::process_count].repeat().batch(batch_size, drop_remainder=True)
+  ds = epoch[process_index::process_count].repeat()
+  if augment is not None:
+    # After the repeat, grain keys each element's generator on its index in the endless stream,
+    # not in its epoch; the process enters the seed so processes draw independently.
+    seed = np.random.SeedSequence([augment_seed, process_index]).generate_state(1)[0]
+    ds = ds.random_map(augment, seed=int(seed))
+  ds = ds.batch(batch_size, drop_remainder=True)
   # Elements are numpy slices or made in the calling thread: reading threads would only
   # contend, and the iterator state is the position alone.
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=0)))
+
+
+class Examples(Protocol):
+  """Encoded examples held in memory, row i being example i (`ClassificationExamples`,
+  `ImageExamples`): what `examples_train_iterator` and `eval_batches` read."""
+
+  def __len__(self) -> int: ...
+
+  def rows(self, indices: Any) -> dict[str, np.ndarray]:
+    """The examples at `indices` (an int or an index array) as a batch, weights 1."""
+    ...
+
+
+class RowSource:
+  """Random access to examples as dicts (their `rows(i)`), a grain source."""
+
+  def __init__(self, examples: Examples):
+    self._examples = examples
+
+  def __len__(self) -> int:
+    return len(self._examples)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if not 0 <= index < len(self):
+      raise IndexError(f"example {index} out of range [0, {len(self)})")
+    return self._examples.rows(index)
+
+
+def examples_train_iterator(
+  examples: Examples,
+  batch_size: int,
+  seed: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  *,
+  augment: Augment | None = None,
+) -> grain.DatasetIterator:
+  """`train_iterator` over examples in memory: a fresh global order each epoch from `seed`,
+  `augment` (if any) drawn from `seed` too."""
+  epoch = grain.MapDataset.source(RowSource(examples)).seed(seed).shuffle()
+  return train_iterator(
+    epoch, batch_size, process_index, process_count, augment=augment, augment_seed=seed
+  )
+
+
+def eval_batches(examples: Examples, batch_size: int) -> list[dict[str, np.ndarray]]:
+  """Every example exactly once, in order, in batches of `batch_size` rows (global batches).
+
+  The last batch is filled with copies of example 0 weighted 0 (real inputs rather than empty
+  rows, whose fully masked attention could give NaN), so a weighted mean counts each example
+  once.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size={batch_size} must be positive")
+  if len(examples) == 0:
+    raise ValueError("no examples to evaluate")
+  batches = []
+  for start in range(0, len(examples), batch_size):
+    index = np.arange(start, start + batch_size)
+    real = index < len(examples)
+    batch = examples.rows(np.where(real, index, 0))
+    batch["weights"] = real.astype(np.float32)
+    batches.append(batch)
+  return batches
 
 
 def first_batches(

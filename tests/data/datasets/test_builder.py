@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data.datasets.builder import SPLITS, OfflineBuilder, hash_split
+from tfjax.data.datasets.builder import SPLITS, OfflineBuilder, hash_split, image_features
 
 WORDS = [f"word{i}" for i in range(300)]
 
@@ -65,3 +65,46 @@ def test_metadata_comes_from_the_class_and_its_docstring(tmp_path):
   assert info.homepage == "https://example.org/words"
   assert info.redistribution_info.license == "CC0"
   assert HashSplitWords.code_path.name == "test_builder.py"
+
+
+class GivenSplitWords(OfflineBuilder):
+  """Words of a test in the two splits their source gives, in the order given."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  HOMEPAGE = "https://example.org/words"
+  SPLITS = ("train", "test")
+  KEEP_ORDER = True
+
+  def _features(self):
+    return tfds.features.FeaturesDict({"word": tfds.features.Text()})
+
+  def _examples(self, dl_manager):
+    for i, word in enumerate(WORDS):
+      yield ("train" if i < 200 else "test"), word, {"word": word}
+
+
+def test_a_builder_with_given_splits_writes_just_those_in_the_order_given(tmp_path):
+  builder = tfds.builder("given_split_words", data_dir=str(tmp_path))
+  builder.download_and_prepare()
+  assert set(builder.info.splits.keys()) == {"train", "test"}
+  for split, words in (("train", WORDS[:200]), ("test", WORDS[200:])):
+    source = builder.as_data_source(split=split)
+    assert [source[i]["word"].decode() for i in range(len(source))] == words
+
+
+def test_the_hash_builder_reorders_its_examples_by_key(tmp_path):
+  # What KEEP_ORDER changes: TFDS writes examples in the order of a hash of their keys.
+  builder = tfds.builder("hash_split_words", data_dir=str(tmp_path))
+  builder.download_and_prepare()
+  source = builder.as_data_source(split="train")
+  words = [source[i]["word"].decode() for i in range(len(source))]
+  assert words != sorted(words, key=WORDS.index)
+
+
+def test_image_features_are_uint8_tensors_and_a_class_label():
+  features = image_features((28, 28, 1), ("a", "b"))
+  assert features["image"].shape == (28, 28, 1) and features["image"].np_dtype == np.uint8
+  assert features["label"].names == ["a", "b"]
+  image = np.arange(784, dtype=np.uint32).astype(np.uint8).reshape(28, 28, 1)
+  encoded = features.encode_example({"image": image, "label": "b"})
+  assert encoded["image"] == image.tobytes()  # Raw bytes, not one int64 per pixel.

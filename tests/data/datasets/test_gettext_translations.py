@@ -1,8 +1,9 @@
 """Tests of the gettext_translations TFDS builder on tiny .mo catalogs packed into fake .deb files.
 
 Offline: a fake `apt-get` on PATH copies the prepared .deb files into its working directory, as
-`apt-get download` does. The catalogs are written by `write_mo` (checked against the standard
-library's reader), the .deb files by `write_deb` (checked against dpkg-deb).
+`apt-get download` does (fake_debs.py). The catalogs are written by `write_mo` (checked against
+the standard library's reader), the .deb files by `fake_debs.write_deb`. The generic .deb
+reading and fetching are tested in test_debian.py.
 """
 
 import hashlib
@@ -10,13 +11,11 @@ import io
 import os
 import pathlib
 import struct
-import subprocess
-import sys
-import tarfile
 
 import pytest
 import tensorflow_datasets as tfds
 
+from tests.data.datasets.fake_debs import apt_calls, fake_apt_get, write_deb
 from tfjax.data.datasets import gettext_translations as gt
 
 SPLITS = ("train", "validation", "test")
@@ -24,7 +23,7 @@ HEADER = "Content-Type: text/plain; charset={}\nPlural-Forms: nplurals=2; plural
 LONG = " ".join(["word"] * 65)  # One word over the 64-word limit.
 
 
-# -- writers of the two file formats -------------------------------------------------------------
+# -- writer of the .mo format ---------------------------------------------------------------------
 
 
 def write_mo(messages: dict[str, str], charset: str = "UTF-8") -> bytes:
@@ -45,33 +44,6 @@ def write_mo(messages: dict[str, str], charset: str = "UTF-8") -> bytes:
   return header + tables + blob
 
 
-def _tar(files: dict[str, bytes], compression: str) -> bytes:
-  out = io.BytesIO()
-  with tarfile.open(fileobj=out, mode=f"w:{compression}") as tar:
-    for name, content in files.items():
-      info = tarfile.TarInfo("./" + name)
-      info.size = len(content)
-      tar.addfile(info, io.BytesIO(content))
-  return out.getvalue()
-
-
-def write_deb(path: pathlib.Path, files: dict[str, bytes], compression: str = "xz") -> None:
-  """A .deb (deb(5)): an `ar` archive of debian-binary, control.tar.* and data.tar.*."""
-
-  def member(name: str, data: bytes) -> bytes:
-    header = f"{name:<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode("ascii")
-    return header + data + b"\n" * (len(data) % 2)
-
-  package = path.name.split("_")[0]
-  control = f"Package: {package}\nVersion: 1.0\nArchitecture: all\n".encode()
-  path.write_bytes(
-    b"!<arch>\n"
-    + member("debian-binary", b"2.0\n")
-    + member(f"control.tar.{compression}", _tar({"control": control}, compression))
-    + member(f"data.tar.{compression}", _tar(files, compression))
-  )
-
-
 def test_write_mo_is_read_back_by_stdlib_gettext():
   import gettext
 
@@ -87,17 +59,6 @@ def test_write_mo_is_read_back_by_stdlib_gettext():
   assert catalog.pgettext("menu", "Close") == "Schließen"
   assert catalog.ngettext("a file", "files", 1) == "eine"
   assert catalog.ngettext("a file", "files", 5) == "n"
-
-
-def test_write_deb_is_a_deb_for_dpkg(tmp_path):
-  write_deb(tmp_path / "pkg_1.0_all.deb", {"usr/share/locale/de/LC_MESSAGES/a.mo": b"abc"})
-  listing = subprocess.run(
-    ["dpkg-deb", "--contents", str(tmp_path / "pkg_1.0_all.deb")],
-    capture_output=True,
-    text=True,
-    check=True,
-  ).stdout
-  assert "./usr/share/locale/de/LC_MESSAGES/a.mo" in listing
 
 
 # -- pure functions ------------------------------------------------------------------------------
@@ -215,8 +176,7 @@ def test_packages_for_a_language_leave_out_the_other_libreoffice_translation():
   assert "libreoffice-l10n-de" not in gt.packages_for("fr")
 
 
-@pytest.mark.parametrize("compression", ["xz", "gz"])
-def test_mo_files_reads_exactly_the_language_directory(tmp_path, compression):
+def test_mo_files_reads_exactly_the_language_directory(tmp_path):
   deb = tmp_path / "p_1_all.deb"
   write_deb(
     deb,
@@ -227,29 +187,8 @@ def test_mo_files_reads_exactly_the_language_directory(tmp_path, compression):
       "usr/share/locale/fr/LC_MESSAGES/a.mo": b"D",
       "usr/share/locale/de/LC_MESSAGES/a.po": b"E",
     },
-    compression,
   )
   assert sorted(content for _, content in gt.mo_files(deb, "de")) == [b"A", b"B"]
-
-
-def test_mo_files_falls_back_to_dpkg_deb_for_zstd(tmp_path):
-  # Python cannot read zstd; dpkg-deb builds and reads it (Ubuntu's default compression).
-  root = tmp_path / "root"
-  (root / "DEBIAN").mkdir(parents=True)
-  (root / "DEBIAN" / "control").write_text(
-    "Package: p\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"
-  )
-  mo_dir = root / "usr" / "share" / "locale" / "fr" / "LC_MESSAGES"
-  mo_dir.mkdir(parents=True)
-  (mo_dir / "p.mo").write_bytes(b"zstd catalog")
-  deb = tmp_path / "p_1_all.deb"
-  subprocess.run(
-    ["dpkg-deb", "--root-owner-group", "-Zzstd", "-b", str(root), str(deb)],
-    check=True,
-    capture_output=True,
-  )
-  assert b"data.tar.zst" in deb.read_bytes()[:400]
-  assert [content for _, content in gt.mo_files(deb, "fr")] == [b"zstd catalog"]
 
 
 # -- the builder, end to end ---------------------------------------------------------------------
@@ -338,33 +277,6 @@ def deb_store(tmp_path_factory) -> pathlib.Path:
   return store
 
 
-def _fake_apt_get(directory: pathlib.Path, store: pathlib.Path, exit_code: int = 0) -> None:
-  """An `apt-get` that logs its arguments and copies the stored .deb files into its cwd, or
-  fails as apt does on a machine without package lists."""
-  directory.mkdir(parents=True, exist_ok=True)
-  script = directory / "apt-get"
-  script.write_text(
-    f"""#!{sys.executable}
-import pathlib, shutil, sys
-with open({str(directory / "calls.log")!r}, "a") as log:
-  log.write(" ".join(sys.argv[1:]) + "\\n")
-if {exit_code}:
-  sys.stderr.write("E: Unable to locate package " + sys.argv[2] + "\\n")
-  sys.exit({exit_code})
-assert sys.argv[1] == "download"
-for package in sys.argv[2:]:
-  for deb in pathlib.Path({str(store)!r}).glob(package + "_*.deb"):
-    shutil.copy(deb, pathlib.Path.cwd() / deb.name)
-"""
-  )
-  script.chmod(0o755)
-
-
-def _calls(directory: pathlib.Path) -> list[str]:
-  log = directory / "calls.log"
-  return log.read_text().splitlines() if log.exists() else []
-
-
 def _read_examples(data_dir: pathlib.Path, name: str) -> dict[str, list[dict[str, str]]]:
   sources = tfds.data_source(name, data_dir=str(data_dir), download=False)
   return {
@@ -378,7 +290,7 @@ def built_de(deb_store, tmp_path_factory):
   """en-de built with the fake apt-get on PATH: (data dir, fake apt-get dir)."""
   data_dir = tmp_path_factory.mktemp("tfds")
   fake = tmp_path_factory.mktemp("fake_apt")
-  _fake_apt_get(fake, deb_store)
+  fake_apt_get(fake, deb_store)
   with pytest.MonkeyPatch.context() as patch:
     patch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     tfds.builder("gettext_translations/en-de", data_dir=str(data_dir)).download_and_prepare()
@@ -387,7 +299,7 @@ def built_de(deb_store, tmp_path_factory):
 
 def test_builder_downloads_the_german_packages_with_apt_get(built_de):
   _, fake = built_de
-  assert _calls(fake) == ["download " + " ".join(gt.packages_for("de"))]
+  assert apt_calls(fake) == ["download " + " ".join(gt.packages_for("de"))]
 
 
 def test_examples_are_the_cleaned_deduplicated_pairs(built_de):
@@ -425,20 +337,20 @@ def test_builder_reuses_debs_in_the_manual_dir_without_apt_get(deb_store, tmp_pa
   for deb in deb_store.glob("*.deb"):
     (manual / deb.name).write_bytes(deb.read_bytes())
   fake = tmp_path / "failing_apt"
-  _fake_apt_get(fake, deb_store, exit_code=100)
+  fake_apt_get(fake, deb_store, exit_code=100)
   monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
   data_dir = tmp_path / "tfds"
   tfds.builder("gettext_translations/en-fr", data_dir=str(data_dir)).download_and_prepare(
     download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
   )
-  assert _calls(fake) == []
+  assert apt_calls(fake) == []
   examples = _read_examples(data_dir, "gettext_translations/en-fr")
   assert {ex["en"]: ex["fr"] for split in SPLITS for ex in examples[split]} == EXPECTED_FR
 
 
 def test_failed_apt_get_says_what_failed_and_how_to_fix_it(deb_store, tmp_path, monkeypatch):
   fake = tmp_path / "failing_apt"
-  _fake_apt_get(fake, deb_store, exit_code=100)
+  fake_apt_get(fake, deb_store, exit_code=100)
   monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
   data_dir = tmp_path / "tfds"
   with pytest.raises(FileNotFoundError) as error:
@@ -448,13 +360,7 @@ def test_failed_apt_get_says_what_failed_and_how_to_fix_it(deb_store, tmp_path, 
   assert "E: Unable to locate package gcc-12-locales" in message
   assert "run `apt-get update` (as root) first" in message
   assert str(data_dir / "downloads" / "gettext_debs") in message
-  assert len(_calls(fake)) == 1
-
-
-def test_missing_apt_get_says_so(tmp_path, monkeypatch):
-  monkeypatch.setenv("PATH", str(tmp_path))  # No apt-get there.
-  with pytest.raises(FileNotFoundError, match="apt-get is not installed.*apt-get update"):
-    gt.download_debs(["gimp-data"], tmp_path / "debs")
+  assert len(apt_calls(fake)) == 1
 
 
 def test_a_package_without_the_language_is_a_clear_error(tmp_path):
@@ -462,10 +368,3 @@ def test_a_package_without_the_language_is_a_clear_error(tmp_path):
   write_deb(deb, {_locale("fr", "gimp20"): write_mo({"Cancel": "Annuler"})})
   with pytest.raises(FileNotFoundError, match="gimp-data_2.10_all.deb holds no 'de' .mo catalog"):
     gt.pairs_from_debs([deb], "de")
-
-
-def test_several_versions_of_a_package_are_refused(tmp_path):
-  for version in ("1.0", "1.1"):
-    (tmp_path / f"gimp-data_{version}_all.deb").write_bytes(b"")
-  with pytest.raises(FileNotFoundError, match="several versions"):
-    gt.find_debs(["gimp-data"], [tmp_path])

@@ -1,11 +1,14 @@
 """The TFDS builders of tfjax's offline datasets; importing this package registers all of them.
 
 wiki_vital_articles (the default LM and BERT corpus), wiki_topics and rotten_tomatoes (text
-classification), gettext_translations (translation).
+classification), gettext_translations (translation), fashion_mnist_offline and mnist_5k (image
+classification).
 """
 
 from tfjax.data.datasets import (  # noqa: F401  (registers the builders with TFDS)
+  fashion_mnist_offline,
   gettext_translations,
+  mnist_5k,
   rotten_tomatoes,
   wiki_topics,
   wiki_vital_articles,
