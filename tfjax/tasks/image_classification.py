@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax.data import classification, images
+from tfjax.data import images
 from tfjax.inference import attention_views, load
 from tfjax.models import image_baselines, vit
 from tfjax.training import metrics, plots
@@ -120,7 +120,7 @@ class ImageClassificationTask(Task):
       crop_padding=data_cfg.get("crop_padding", 0),
       flip=data_cfg.get("flip", False),
     )
-    eval_batches = classification.eval_batches(self._data.eval, self.config.train.batch_size)
+    eval_batches = images.eval_batches(self._data.eval, self.config.train.batch_size)
     return TaskData(train_iter, eval_batches)
 
   def _check_data_fits_model(self) -> None:
@@ -190,7 +190,7 @@ class ImageClassificationTask(Task):
       return lines
     model, size = self.model(), self.model_config.image_size
     predict = jax.jit(lambda p, x: model.apply({"params": p}, pixels(x, size)).argmax(-1))
-    batches = classification.eval_batches(test, self.config.train.batch_size)
+    batches = images.eval_batches(test, self.config.train.batch_size)
     predicted = np.concatenate([np.asarray(predict(params, b["image"])) for b in batches])
     predicted = predicted[: len(test)]
     labels, names = test.label, self._data.label_names
