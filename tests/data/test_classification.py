@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tests.tiny_datasets import tiny_builder
-from tfjax.data import classification
+from tfjax.data import classification, pipeline
 
 PAD, UNK, CLS, SEP = 0, 1, 2, 3
 
@@ -220,7 +220,7 @@ def test_process_shards_are_disjoint_and_cover_every_example():
 
 def test_eval_batches_hold_every_example_once_and_pad_with_weight_zero():
   ex = numbered_examples(10)
-  batches = classification.eval_batches(ex, 4)
+  batches = pipeline.eval_batches(ex, 4)
   assert len(batches) == 3
   assert all(b["tokens"].shape == (4, 8) for b in batches)
   weights = np.concatenate([b["weights"] for b in batches])
@@ -231,7 +231,7 @@ def test_eval_batches_hold_every_example_once_and_pad_with_weight_zero():
   # A weighted mean over the batches counts each example exactly once.
   labels = np.concatenate([b["label"] for b in batches])
   assert (labels * weights).sum() / weights.sum() == pytest.approx(ex.label.mean())
-  assert len(classification.eval_batches(ex, 5)) == 2
+  assert len(pipeline.eval_batches(ex, 5)) == 2
 
 
 # --- TFDS datasets by name ------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tests.tiny_datasets import tiny_builder
-from tfjax.data import classification, images
+from tfjax.data import images, pipeline
 
 # --- examples and eval batches ----------------------------------------------------------------
 
@@ -25,8 +25,7 @@ def test_rows_and_the_shared_eval_batches_work_on_image_examples():
   row = ex.rows(3)
   assert row["image"].shape == (6, 5, 1) and row["image"].dtype == np.uint8
   assert row["label"] == 3 and row["weights"] == 1.0
-  batches = classification.eval_batches(ex, 4)
-  assert images.eval_batches is classification.eval_batches
+  batches = pipeline.eval_batches(ex, 4)
   assert [b["image"].shape for b in batches] == [(4, 6, 5, 1)] * 3
   assert all(b["image"].dtype == np.uint8 for b in batches)
   np.testing.assert_array_equal(np.concatenate([b["label"] for b in batches])[:10], range(10))
@@ -85,7 +84,7 @@ def take(iterator, n):
 def assert_same_batches(a, b):
   assert len(a) == len(b)
   for x, y in zip(a, b, strict=True):
-    assert x.keys() == y.keys() == set(images.FEATURES)
+    assert x.keys() == y.keys() == {"image", "label", "weights"}
     for key in x:
       np.testing.assert_array_equal(x[key], y[key])
 

@@ -220,6 +220,7 @@ def test_images_the_model_cannot_take_are_one_line_errors(shape, message):
     ({"pooling": "mean"}, r"pooling='mean' is unknown"),
     ({"num_classes": -1}, r"num_classes=-1 must be >= 0"),
     ({"d_model": 10, "num_heads": 4}, r"d_model=10 is not divisible by num_heads=4"),
+    ({"dtype": "float3"}, r"model.dtype='float3' is not a dtype"),
   ],
 )
 def test_bad_configs_are_one_line_errors(changes, message):

@@ -17,7 +17,6 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from tfjax.data import pipeline
-from tfjax.data.pipeline import eval_batches  # noqa: F401  (the fine-tuning tasks call it here)
 from tfjax.data.tokenizers.base import Tokenizer
 
 # Feature names of a batch; the model's inputs are the first three.

@@ -23,10 +23,6 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from tfjax.data import classification, pipeline
-from tfjax.data.pipeline import eval_batches  # noqa: F401  (the image task calls it here)
-
-# Feature names of a batch; the model's input is the first.
-FEATURES = ("image", "label", "weights")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +195,7 @@ def train_iterator(
 
   A fresh global order each epoch from `seed`, process `i` taking examples `i::process_count`
   of it; `batch_size` is per process. Each example is augmented anew in every epoch (see
-  `augmentation`), from `seed`. Batches hold FEATURES: uint8 images, int32 labels, weights 1.
+  `augmentation`), from `seed`. Batches hold uint8 "image", int32 "label" and "weights" 1.
   """
   h, w = examples.image.shape[1:3]
   if crop_padding >= min(h, w):

@@ -47,12 +47,20 @@ class ModelConfig:
     for name in ("dropout_rate", "attention_dropout_rate"):
       if not 0.0 <= getattr(self, name) < 1.0:
         raise ValueError(f"model.{name}={getattr(self, name)} must be in [0, 1)")
-    jnp.dtype(self.dtype)  # raises on an unknown dtype name
+    check_dtype(self.dtype)
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(
         f"model.remat_policy={self.remat_policy!r} is unknown; choose one of "
         f"{sorted(REMAT_POLICIES)} ('none': keep all activations, 'full': recompute each layer)"
       )
+
+
+def check_dtype(name: str) -> None:
+  """A one-line ValueError for a `model.dtype` that names no dtype (jnp.dtype raises TypeError)."""
+  try:
+    jnp.dtype(name)
+  except TypeError as e:
+    raise ValueError(f"model.dtype={name!r} is not a dtype; use 'float32' or 'bfloat16'") from e
 
 
 def count_params(model: nn.Module, *inputs: tuple[int, ...] | jax.ShapeDtypeStruct) -> int:

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tfjax.models.config import ModelConfig
+from tfjax.models.config import ModelConfig, check_dtype
 
 Array = jax.Array
 
@@ -46,6 +46,7 @@ class CNNConfig(ModelConfig):
       )
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f"model.dropout_rate={self.dropout_rate} must be in [0, 1)")
+    check_dtype(self.dtype)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -61,14 +62,15 @@ class LinearConfig(ModelConfig):
     for name in ("image_size", "num_channels", "num_classes"):
       if getattr(self, name) <= 0:
         raise ValueError(f"model.{name}={getattr(self, name)} must be positive")
+    check_dtype(self.dtype)
 
 
 # Logical axes: the baselines are small and stay replicated (no sharding rule maps these names).
 PARAM_AXES = (
   (r"conv_\d+/kernel", ("kernel_h", "kernel_w", "in_channels", "out_channels")),
   (r"conv_\d+/bias", ("out_channels",)),
-  (r"(hidden|classifier)/kernel", ("in_features", "classes")),
-  (r"(hidden|classifier)/bias", ("classes",)),
+  (r"(hidden|classifier)/kernel", ("in_features", "out_features")),
+  (r"(hidden|classifier)/bias", ("out_features",)),
 )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from tfjax.data import classification
+from tfjax.data import classification, pipeline
 from tfjax.models.bert import BertForSequenceClassification
 from tfjax.tasks.bert_pretraining import apply_bert, bert_inputs
 from tfjax.tasks.fine_tuning import FineTuningTask
@@ -72,7 +72,7 @@ class ClassificationTask(FineTuningTask):
     if test is not None:
       model = self.model()
       predict = jax.jit(lambda p, b: apply_bert(model, p, b).argmax(-1))
-      batches = classification.eval_batches(test, self.config.train.batch_size)
+      batches = pipeline.eval_batches(test, self.config.train.batch_size)
       predictions = [(np.asarray(predict(params, bert_inputs(b))), b) for b in batches]
       correct = sum(float(((p == b["label"]) * b["weights"]).sum()) for p, b in predictions)
       final["test_accuracy"] = correct / len(test)

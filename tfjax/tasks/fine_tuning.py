@@ -2,7 +2,6 @@
 encoder (a tfjax pre-training workdir or an HF BERT directory), its architecture and tokenizer,
 and the batches of encoded examples."""
 
-import dataclasses
 import json
 import pathlib
 from typing import Any
@@ -10,17 +9,12 @@ from typing import Any
 import jax
 from absl import logging
 
-from tfjax.data import classification
+from tfjax.data import classification, pipeline
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.inference import load
 from tfjax.models.bert import PARAM_AXES, BertConfig
 from tfjax.tasks.bert_pretraining import bert_flops_per_token
-from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task, TaskData
-
-# The architecture a fine-tuning run takes from its pre-trained checkpoint.
-_ARCHITECTURE = tuple(
-  f.name for f in dataclasses.fields(BertConfig) if f.name not in MAY_CHANGE_ON_RESUME
-)
+from tfjax.training.task import Task, TaskData, adopt_architecture
 
 
 def _pretrained_config(checkpoint: str) -> BertConfig:
@@ -56,20 +50,7 @@ class FineTuningTask(Task):
 
   def _adopt_architecture(self, architecture: BertConfig, source: str) -> None:
     """Takes the architecture of `source`, so its weights fit (dropout, dtype, remat stay)."""
-    changed = {
-      name: (getattr(self.model_config, name), getattr(architecture, name))
-      for name in _ARCHITECTURE
-      if getattr(self.model_config, name) != getattr(architecture, name)
-    }
-    if changed:
-      logging.warning(
-        "model architecture taken from %s: %s",
-        source,
-        ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
-      )
-      for name, (_, value) in changed.items():
-        self.config.model[name] = value
-      self.model_config = BertConfig.from_config(self.config.model)
+    self.model_config = adopt_architecture(self.config, self.model_config, architecture, source)
 
   def setup(self, workdir: str) -> None:
     """Architecture and tokenizer (`self.tokenizer`), from the run to resume in `workdir` or
@@ -107,7 +88,7 @@ class FineTuningTask(Task):
     train_iter = classification.train_iterator(
       train, **self.train_iterator_args(process_index, process_count)
     )
-    eval_batches = classification.eval_batches(evaluation, self.config.train.batch_size)
+    eval_batches = pipeline.eval_batches(evaluation, self.config.train.batch_size)
     return TaskData(train_iter, eval_batches, self.tokenizer.save)
 
   def initial_params(self, params: Any) -> Any:

@@ -20,12 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from tfjax.data import images
+from tfjax.data import images, pipeline
 from tfjax.inference import attention_views, load
 from tfjax.models import image_baselines, vit
+from tfjax.nn.stack import stack_layers, unstack_layers
 from tfjax.training import metrics, plots
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
-from tfjax.training.task import Task, TaskData, write_output
+from tfjax.training.task import Task, TaskData, adopt_architecture, write_output
 
 # architecture -> (config class, model class, logical axes of its parameters)
 ARCHITECTURES = {
@@ -38,6 +39,8 @@ ARCHITECTURES = {
   ),
 }
 ATTENTION_IMAGES = 6  # test images whose attention maps are drawn (ViT)
+# What a run fine-tuning a ViT keeps of its own config; the rest comes from init.checkpoint.
+FINE_TUNING_KEEPS = ("image_size", "num_classes", "pre_logits", "scan_layers")
 
 
 def pixels(batch_images: jax.Array, image_size: int) -> jax.Array:
@@ -103,10 +106,34 @@ class ImageClassificationTask(Task):
     data, init = self.config.data, self.config.get("init", {})
     if data.get("crop_padding", 0) < 0:
       raise ValueError(f"data.crop_padding={data.crop_padding} must be >= 0 (0: no crops)")
-    if init.get("checkpoint") and self.architecture != "vit":
+    resize = data.get("image_size", 0)
+    if resize and resize != self.model_config.image_size:
+      raise ValueError(
+        f"data.image_size={resize} resizes the images to another size than model.image_size="
+        f"{self.model_config.image_size}; set both to the same size (or data.image_size=0 to "
+        "keep the stored size)"
+      )
+    checkpoint = init.get("checkpoint", "")
+    if checkpoint and self.architecture != "vit":
       raise ValueError(
         f"init.checkpoint is for a ViT; architecture={self.architecture!r} trains from scratch"
       )
+    # From its config.json alone, before the run claims a workdir. (A resumed run needs no
+    # init.checkpoint: a missing one is reported only when a fresh run reads its weights.)
+    if checkpoint and os.path.isdir(checkpoint):
+      try:
+        source = load.read_config(checkpoint, "vit")[1]
+      except (ValueError, FileNotFoundError) as e:
+        raise type(e)(f"init.checkpoint: {e}") from e
+      # Its architecture, so its weights fit and compute what they computed; the resolution,
+      # the head and the layer layout are this run's.
+      try:
+        self.model_config = adopt_architecture(
+          self.config, self.model_config, source, checkpoint, keep=FINE_TUNING_KEEPS
+        )
+      except ValueError as e:  # e.g. model.image_size and the checkpoint's patch size
+        raise ValueError(f"with the architecture of init.checkpoint={checkpoint!r}: {e}") from e
+      check_source(checkpoint, source, self.model_config, init.get("resample_posemb", False))
 
   # ----------------------------------------------------------------------------------- data
 
@@ -120,7 +147,7 @@ class ImageClassificationTask(Task):
       crop_padding=data_cfg.get("crop_padding", 0),
       flip=data_cfg.get("flip", False),
     )
-    eval_batches = images.eval_batches(self._data.eval, self.config.train.batch_size)
+    eval_batches = pipeline.eval_batches(self._data.eval, self.config.train.batch_size)
     return TaskData(train_iter, eval_batches)
 
   def _check_data_fits_model(self) -> None:
@@ -190,7 +217,7 @@ class ImageClassificationTask(Task):
       return lines
     model, size = self.model(), self.model_config.image_size
     predict = jax.jit(lambda p, x: model.apply({"params": p}, pixels(x, size)).argmax(-1))
-    batches = images.eval_batches(test, self.config.train.batch_size)
+    batches = pipeline.eval_batches(test, self.config.train.batch_size)
     predicted = np.concatenate([np.asarray(predict(params, b["image"])) for b in batches])
     predicted = predicted[: len(test)]
     labels, names = test.label, self._data.label_names
@@ -206,13 +233,8 @@ class ImageClassificationTask(Task):
     matrix = metrics.confusion_matrix(labels, predicted, len(names))
     write_output(workdir, "confusion_matrix.json", _json_rows(matrix, names))
     plots.plot_confusion_matrix(matrix, names, os.path.join(workdir, "confusion_matrix.png"))
-    wrong = np.flatnonzero(predicted != labels)
     plots.plot_misclassified(
-      test.image[wrong],
-      labels[wrong],
-      predicted[wrong],
-      names,
-      os.path.join(workdir, "misclassified.png"),
+      test.image, labels, predicted, names, os.path.join(workdir, "misclassified.png")
     )
     lines.append(f"confusion matrix, misclassified test images: {workdir}/*.png")
     if self.architecture == "vit":
@@ -253,27 +275,32 @@ def _json_rows(matrix: np.ndarray, names: tuple[str, ...]) -> str:
   return json.dumps({"labels": list(names), "counts": matrix.tolist()}, indent=1)
 
 
+def check_source(checkpoint: str, source: vit.ViTConfig, config: vit.ViTConfig, resample: bool):
+  """Raises unless the ViT `source` of `checkpoint` has `config`'s patch grid, or its position
+  table is to be resampled to it."""
+  if source.grid != config.grid and not resample:
+    raise ValueError(
+      f"init.checkpoint={checkpoint!r} was trained on {source.image_size}x{source.image_size} "
+      f"images ({source.grid[0]}x{source.grid[1]} patches), the model takes "
+      f"{config.image_size}x{config.image_size} ({config.grid[0]}x{config.grid[1]}); set "
+      "--config.init.resample_posemb=True to resample its position embeddings bilinearly"
+    )
+
+
 def start_from(checkpoint: str, config: vit.ViTConfig, params: Any, resample: bool) -> Any:
-  """`params` with the body (and, when the classes match, the head) of the ViT in `checkpoint`;
-  its position table resampled to `config`'s patch grid when `resample`, else an error if the
-  grids differ."""
+  """`params` with the body of the ViT in `checkpoint` in place of theirs, and their fresh zero
+  head: "we remove the pre-trained prediction head and attach a zero-initialized D x K
+  feedforward layer" (Dosovitskiy et al. 2020, §3.2), the pre-logits layer (HF's pooler) too
+  unless the model has one. The body's position table is resampled to the model's patch grid
+  when `resample`, and its layers take the model's layout (scanned or not)."""
   loaded = load.load(checkpoint, "vit", tokenizer=False)
   source: vit.ViTConfig = loaded.config
-  body = loaded.params.get("vit", loaded.params)
-  if source.patch_size != config.patch_size or source.d_model != config.d_model:
-    raise ValueError(
-      f"init.checkpoint={checkpoint!r} is a ViT with patch_size={source.patch_size}, d_model="
-      f"{source.d_model}, but the model has patch_size={config.patch_size}, d_model="
-      f"{config.d_model}; fine-tune with its architecture (model.* as in its config.json)"
-    )
+  check_source(checkpoint, source, config, resample)
+  body = unstack_layers(dict(loaded.params.get("vit", loaded.params)))
+  if "pre_logits" in body and not config.pre_logits:
+    del body["pre_logits"]
+    logging.info("Fine-tuning without the pre-logits layer (HF's pooler) of %s", checkpoint)
   if source.grid != config.grid:
-    if not resample:
-      raise ValueError(
-        f"init.checkpoint={checkpoint!r} was trained on {source.image_size}x{source.image_size} "
-        f"images ({source.grid[0]}x{source.grid[1]} patches), the model takes "
-        f"{config.image_size}x{config.image_size} ({config.grid[0]}x{config.grid[1]}); set "
-        "--config.init.resample_posemb=True to resample its position embeddings bilinearly"
-      )
     body = vit.resample_params(body, source, config)
     logging.warning(
       "position embeddings of %s resampled from a %dx%d to a %dx%d patch grid",
@@ -281,18 +308,13 @@ def start_from(checkpoint: str, config: vit.ViTConfig, params: Any, resample: bo
       *source.grid,
       *config.grid,
     )
-  expected = jax.tree.map(lambda x: x.shape, params["vit"])
-  if jax.tree.map(lambda x: x.shape, body) != expected:
+  if config.scan_layers:
+    body = stack_layers(body, config.num_layers)
+  shapes = lambda tree: jax.tree.map(np.shape, tree)
+  if shapes(body) != shapes(params["vit"]):
     raise ValueError(
       f"the ViT of init.checkpoint={checkpoint!r} does not fit the model; fine-tune with the "
       "architecture it was trained with (model.* as in its config.json)"
     )
-  started = {**params, "vit": jax.tree.map(jnp.asarray, body)}
-  head = loaded.params.get("classifier")
-  shapes = lambda tree: jax.tree.map(np.shape, tree)
-  if head is not None and shapes(head) == shapes(params["classifier"]):
-    started["classifier"] = jax.tree.map(jnp.asarray, head)
-    logging.info("Fine-tuning the body and head of %s", checkpoint)
-  else:
-    logging.info("Fine-tuning the body of %s with a new head", checkpoint)
-  return started
+  logging.info("Fine-tuning the body of %s with a new zero-initialised head", checkpoint)
+  return {**params, "vit": jax.tree.map(jnp.asarray, body)}

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 
 from tfjax.nn.partitioning import PARAM_AXES, ParamAxes
 from tfjax.training.step import LossFn
@@ -106,6 +107,31 @@ class Task(abc.ABC):
       process_index=process_index,
       process_count=process_count,
     )
+
+
+def adopt_architecture(
+  config: ml_collections.ConfigDict, current: Any, source_config: Any, source: str, keep=()
+) -> Any:
+  """`current` (a model config) with the architecture of `source_config` (the model a run starts
+  from, found at `source`): every field but `keep` and MAY_CHANGE_ON_RESUME (dropout, dtype,
+  remat) taken from it, so its weights fit and compute what they computed; `config.model` is
+  updated to match (the saved config.json tells the truth) and a warning lists what changed."""
+  kept = {*keep, *MAY_CHANGE_ON_RESUME}
+  changed = {
+    f.name: (getattr(current, f.name), getattr(source_config, f.name))
+    for f in dataclasses.fields(current)
+    if f.name not in kept and getattr(current, f.name) != getattr(source_config, f.name)
+  }
+  if not changed:
+    return current
+  logging.warning(
+    "model architecture taken from %s: %s",
+    source,
+    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+  )
+  for name, (_, value) in changed.items():
+    config.model[name] = value
+  return type(current).from_config(config.model)
 
 
 def write_output(workdir: str, name: str, text: str) -> None:
