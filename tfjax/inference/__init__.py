@@ -1,2 +1,3 @@
 """Inference: GPT sampling, greedy and beam search over a step function, sequence-to-sequence
-translation, BERT fill-mask and features, and loading a trained run or an HF directory."""
+translation, BERT fill-mask and features, ViT attention views, and loading a trained run or an
+HF directory."""
