@@ -261,7 +261,9 @@ def test_accumulated_step_equals_the_big_batch_step_with_unequal_token_counts():
     np.testing.assert_allclose(acc_metrics["loss"], big_metrics["loss"], rtol=1e-6)
     assert float(acc_metrics["learning_rate"]) == float(big_metrics["learning_rate"])
   assert int(acc_state.step) == 3  # one update per step, not per micro-batch
-  chex.assert_trees_all_close(acc_state.params, big_state.params, rtol=1e-6, atol=1e-6)
+  # atol: a parameter whose true gradient is ~0 gets Adam steps of rounding noise (g / sqrt(v)),
+  # ~1e-6 after three updates, which depend on how XLA orders a reduction; real steps are ~1e-2.
+  chex.assert_trees_all_close(acc_state.params, big_state.params, rtol=1e-6, atol=5e-6)
 
 
 def split_rows(batch: dict, k: int) -> list[dict]:
