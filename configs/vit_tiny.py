@@ -69,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(
     dict(
       # or mnist_5k (offline, 5,000 digits: no flips), or any TFDS image set by name: mnist,
-      # fashion_mnist, cifar10 (num_channels=3, image_size=32) ...
+      # fashion_mnist, cifar10 (num_channels=3, image_size=32, patch_size=4) ...
       name="fashion_mnist_offline",
       tfds_data_dir="",  # "" -> TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR)
       image_field="image",
