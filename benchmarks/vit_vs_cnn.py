@@ -12,8 +12,9 @@ whatever the data size), scored on the 10,000 test images:
 Each run's workdir is kept: a rerun skips finished runs (and resumes an interrupted one), so the
 sweep can be stopped and started again, or split over processes (measured here: 70 minutes with
 `taskset -c 0 ... --models=vit` and `taskset -c 1 ... --models=linear,cnn` side by side, then
-one run of the command above to gather the table). Writes benchmarks/results/vit_vs_cnn.{json,md,png}
-(--out_dir): the test accuracies, a table, and a plot of accuracy against training images.
+one run of the command above to gather the table). Writes
+benchmarks/results/vit_vs_cnn.{json,md,png} (--out_dir): the test accuracies, a table, and a
+plot of accuracy against training images.
 """
 
 import json
