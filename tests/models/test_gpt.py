@@ -14,7 +14,7 @@ from configs import gpt_tiny
 from tests.nn import numpy_reference as ref
 from tfjax.inference import sampling
 from tfjax.models.config import count_params
-from tfjax.models.gpt import GPT, GPTConfig, GPTModel
+from tfjax.models.gpt import GPT, GPTConfig, GPTModel, add_tokens
 from tfjax.nn.stack import stack_layers
 
 TINY = GPTConfig(
@@ -356,3 +356,28 @@ def test_generate_with_scanned_layers_equals_generate_unscanned():
     config.replace(scan_layers=True), stack_layers(params, config.num_layers), prompts, **kwargs
   )
   assert sampling.generated_tokens(scanned) == sampling.generated_tokens(loop)
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_add_tokens_grows_the_vocabulary_keeping_every_pretrained_row(tie):
+  """GPT-1 §3.3: start, delimiter and extract appended; the model then runs on their ids and
+  gives the old tokens the old logits (the new tokens only add columns)."""
+  config = GPTConfig(
+    vocab_size=11, max_len=8, num_layers=1, num_heads=2, d_model=8, d_ff=16, tie_embeddings=tie
+  )
+  tokens = jnp.array([[1, 2, 3, 4]])
+  params = GPT(config).init(jax.random.key(0), tokens)["params"]
+  grown = add_tokens(params, 3, jax.random.key(1), init_std=0.02)
+  table = grown["token_embed"]["embedding"]
+  assert table.shape == (14, 8)
+  np.testing.assert_array_equal(table[:11], params["token_embed"]["embedding"])
+  assert 0.0 < float(jnp.std(table[11:])) < 0.1 and not jnp.allclose(table[11], table[12])
+  bigger = config.replace(vocab_size=14)
+  old, new = (
+    GPT(config).apply({"params": params}, tokens),
+    GPT(bigger).apply({"params": grown}, tokens),
+  )
+  np.testing.assert_allclose(new[..., :11], old, rtol=1e-6, atol=1e-6)
+  assert np.isfinite(
+    np.asarray(GPT(bigger).apply({"params": grown}, jnp.array([[11, 1, 12, 13]])))
+  ).all()

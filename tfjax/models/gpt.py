@@ -176,3 +176,21 @@ class GPT(nn.Module):
 
 
 _float32_dot_general = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
+
+
+def add_tokens(params: Any, num_new: int, rng: jax.Array, init_std: float = 0.02) -> dict:
+  """`params` of a GPT whose vocabulary grows by `num_new` tokens at its end (GPT-1's start,
+  delimiter and extract, §3.3): new embedding rows (and untied output columns) drawn as the
+  others were, N(0, init_std); every pre-trained row unchanged. Use it with
+  `config.replace(vocab_size=config.vocab_size + num_new)`."""
+  if num_new < 0:
+    raise ValueError(f"num_new={num_new} must be >= 0")
+  embed_rng, head_rng = jax.random.split(rng)
+  table = params["token_embed"]["embedding"]  # [V, d]
+  rows = init_std * jax.random.normal(embed_rng, (num_new, table.shape[1]), table.dtype)
+  grown = {**params, "token_embed": {"embedding": jnp.concatenate([table, rows])}}
+  if "lm_head" in params:
+    kernel = params["lm_head"]["kernel"]  # [d, V]
+    columns = init_std * jax.random.normal(head_rng, (kernel.shape[0], num_new), kernel.dtype)
+    grown["lm_head"] = {"kernel": jnp.concatenate([kernel, columns], axis=1)}
+  return grown
