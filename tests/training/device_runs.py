@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from tfjax.nn.partitioning import ParamAxes, path_str
 from tfjax.training import sharding
@@ -37,3 +38,21 @@ def shardings_on_2x2x2(init_fn: Callable[[], TrainState], param_axes: ParamAxes)
   shardings = sharding.tree_shardings(shapes, mesh, sharding.DEFAULT_RULES, param_axes)
   flat = jax.tree_util.tree_flatten_with_path(shardings)[0]
   return np.array([f"{path_str(p)}={s.spec}" for p, s in flat])
+
+
+def flat_params(params) -> np.ndarray:
+  """All parameters in one vector but the attention key biases (the middle third of a fused
+  `qkv` bias, the first half of a cross-attention `key_value` bias): a key bias adds q.b_k to the
+  logits of every key of a query alike, which the softmax cancels, so its true gradient is 0 and
+  what it gets is rounding noise, which Adam (g / (sqrt(v) + eps)) scales up to steps of ~lr of
+  either sign. Unrolled layers (a stacked layout would need its layer axis kept)."""
+  parts = []
+  for path, x in traverse_util.flatten_dict(jax.device_get(params)).items():
+    x = np.asarray(x)
+    if path[-2:] == ("qkv", "bias"):
+      third = x.shape[-1] // 3
+      x = np.delete(x, np.s_[third : 2 * third], axis=-1)
+    elif path[-2:] == ("key_value", "bias"):
+      x = np.delete(x, np.s_[: x.shape[-1] // 2], axis=-1)
+    parts.append(np.ravel(x))
+  return np.concatenate(parts)

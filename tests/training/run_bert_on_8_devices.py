@@ -27,7 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tests.training.device_runs import shardings_on_2x2x2, start, train  # noqa: E402
+from tests.training.device_runs import flat_params, shardings_on_2x2x2, start, train  # noqa: E402
 from tfjax.models import bert  # noqa: E402
 from tfjax.models.bert import (  # noqa: E402
   BertConfig,
@@ -190,17 +190,6 @@ def make(task: str, mode: str, mesh_config: dict, devices=None, grad_accum_steps
     grad_accum_steps=grad_accum_steps,
     param_axes=bert.PARAM_AXES,
   )
-
-
-def flat_params(params) -> np.ndarray:
-  """All parameters but the attention key biases: the key bias adds q.b_k to the logits of every
-  key of a query alike, which the softmax cancels, so its true gradient is 0 and what it gets is
-  rounding noise, which Adam (g / sqrt(v)) scales up to steps of ~lr of either sign."""
-  params = jax.tree.map(np.asarray, jax.device_get(params))
-  for i in range(MODEL.num_layers):
-    qkv = params["bert"][f"layer_{i}"]["self_attention"]["qkv"]
-    qkv["bias"] = np.delete(qkv["bias"], np.s_[MODEL.d_model : 2 * MODEL.d_model])
-  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
 
 
 def main(out_path: str) -> None:

@@ -16,6 +16,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tests.training.device_runs import flat_params  # noqa: E402
 from tests.training.parallel_runs import NAN_STEP_RUNS  # noqa: E402
 from tfjax.models import gpt  # noqa: E402
 from tfjax.models.gpt import GPT, GPTConfig  # noqa: E402
@@ -89,16 +90,6 @@ def poisoned(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return {**batch, "inputs": inputs}
 
 
-def flat_params(parallel: Parallel, state) -> np.ndarray:
-  """All parameters but the key biases: softmax ignores a shift shared by all keys, so their
-  true gradient is 0 and what they get is rounding noise, which Adam scales up to ~lr steps."""
-  params = jax.device_get(parallel.to_saved(state).params)
-  for i in range(MODEL.num_layers):
-    qkv = params[f"layer_{i}"]["self_attention"]["qkv"]
-    qkv["bias"] = np.delete(qkv["bias"], np.s_[MODEL.d_model : 2 * MODEL.d_model])
-  return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(params)])
-
-
 def per_device_bytes(state) -> int:
   """Bytes of the state on device 0 (what one device holds)."""
   device = jax.devices()[0]
@@ -130,12 +121,12 @@ def main(out_path: str) -> None:
     parallel = make(mode, mesh_config, devices, accum)
     losses, state = train(parallel, parallel.init_state(), data)
     results[f"{name}/losses"] = np.array(losses)
-    results[f"{name}/params"] = flat_params(parallel, state)
+    results[f"{name}/params"] = flat_params(parallel.to_saved(state).params)
     if name in NAN_STEP_RUNS:
       losses, skipped, state = train_counting_skips(parallel, parallel.init_state(), with_nan)
       results[f"{name}/nan_step_losses"] = np.array(losses)
       results[f"{name}/nan_step_skipped"] = np.array(skipped)
-      results[f"{name}/nan_step_params"] = flat_params(parallel, state)
+      results[f"{name}/nan_step_params"] = flat_params(parallel.to_saved(state).params)
 
   # A first step on host arrays, before any init_state / abstract_state of its Parallel, still
   # compiles for the state's shardings (fixed when the Parallel is made): FSDP-sharded output.
@@ -143,7 +134,7 @@ def main(out_path: str) -> None:
   parallel = make("jit", {"data": 2, "fsdp": 4})
   losses, state = train(parallel, host_state, data)
   results["first_step_on_host_state/losses"] = np.array(losses)
-  results["first_step_on_host_state/params"] = flat_params(parallel, state)
+  results["first_step_on_host_state/params"] = flat_params(parallel.to_saved(state).params)
   placed = jax.tree.leaves(state)
   wanted = jax.tree.leaves(parallel.abstract_state())
   results["first_step_on_host_state/sharded_as_saved"] = np.array(

@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tests.training.device_runs import shardings_on_2x2x2, start, train  # noqa: E402
+from tests.training.device_runs import flat_params, shardings_on_2x2x2, start, train  # noqa: E402
 from tfjax.data.seq2seq import Pairs, pack_pairs  # noqa: E402
 from tfjax.models import transformer  # noqa: E402
 from tfjax.models.transformer import Transformer, TransformerConfig  # noqa: E402
@@ -121,24 +121,6 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1):
     grad_accum_steps=grad_accum_steps,
     param_axes=transformer.PARAM_AXES,
   )
-
-
-def flat_params(params) -> np.ndarray:
-  """All parameters but the attention key biases (the self-attention qkv bias's middle third,
-  the cross-attention key_value bias's first half): a key bias adds q.b_k to the logits of every
-  key of a query alike, which the softmax cancels, so its true gradient is 0 and what it gets is
-  rounding noise, which Adam (g / (sqrt(v) + eps)) scales up to steps of ~lr of either sign."""
-  params = jax.tree.map(np.asarray, jax.device_get(params))
-  d = MODEL.d_model
-  for stack in ("encoder", "decoder"):
-    for i in range(MODEL.num_layers):
-      layer = params[stack][f"layer_{i}"]
-      qkv = layer["self_attention"]["qkv"]
-      qkv["bias"] = np.delete(qkv["bias"], np.s_[d : 2 * d])
-      if stack == "decoder":
-        key_value = layer["cross_attention"]["key_value"]
-        key_value["bias"] = np.delete(key_value["bias"], np.s_[:d])
-  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
 
 
 def main(out_path: str) -> None:

@@ -24,7 +24,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tests.training.device_runs import shardings_on_2x2x2, start, train  # noqa: E402
+from tests.training.device_runs import flat_params, shardings_on_2x2x2, start, train  # noqa: E402
 from tfjax.models import vit  # noqa: E402
 from tfjax.tasks.image_classification import image_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
@@ -97,16 +97,6 @@ def make(mode: str, mesh_config: dict, devices=None, grad_accum_steps: int = 1) 
     grad_accum_steps=grad_accum_steps,
     param_axes=vit.PARAM_AXES,
   )
-
-
-def flat_params(params) -> np.ndarray:
-  """All parameters but the attention key biases, whose true gradient is 0 (the softmax
-  cancels them; see run_bert_on_8_devices.flat_params)."""
-  params = jax.tree.map(np.asarray, jax.device_get(params))
-  for i in range(MODEL.num_layers):
-    qkv = params["vit"][f"layer_{i}"]["self_attention"]["qkv"]
-    qkv["bias"] = np.delete(qkv["bias"], np.s_[MODEL.d_model : 2 * MODEL.d_model])
-  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
 
 
 def main(out_path: str) -> None:

@@ -30,7 +30,7 @@ def test_every_mode_and_mesh_gives_the_one_device_losses_and_params(on_8_devices
   got = lambda key: on_8_devices[f"{task}/{run}/{key}"]
   np.testing.assert_allclose(got("loss"), one("loss"), rtol=1e-5)
   np.testing.assert_allclose(got("num_tokens"), one("num_tokens"))
-  # All parameters but the attention key biases (see flat_params in the script).
+  # All parameters but the attention key biases (see device_runs.flat_params).
   np.testing.assert_allclose(got("params"), one("params"), rtol=1e-5, atol=1e-6)
 
 

@@ -31,7 +31,7 @@ def test_every_mode_and_mesh_gives_the_one_device_losses_and_params(on_8_devices
   for key in ("loss", "nll", "accuracy"):
     np.testing.assert_allclose(got(key), one(key), rtol=1e-5, err_msg=key)
   np.testing.assert_allclose(got("num_tokens"), one("num_tokens"))
-  # All parameters but the attention key biases (see flat_params in the script).
+  # All parameters but the attention key biases (see device_runs.flat_params).
   np.testing.assert_allclose(got("params"), one("params"), rtol=1e-5, atol=1e-6)
 
 
