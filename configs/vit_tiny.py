@@ -8,8 +8,8 @@ first use; then trains, evaluates on the 10,000 test images and draws what the m
 
   python -m train.train --config=configs/vit_tiny.py --workdir=workdir/vit_tiny
 
-Expected: about 11 minutes on 2 CPU cores (10,000 steps of 128 images at ~2,000 images/s; the
-progress bar's tok/s counts images); test accuracy 0.887 (seed 0; softmax regression on the
+Expected: about 11 minutes on 2 CPU cores (10,000 steps of 128 images; the progress bar's
+tok/s counts images); test accuracy 0.887 (seed 0; softmax regression on the
 pixels, configs/softmax_regression.py, gets 0.845 with the same budget). Shirts, T-shirts,
 pullovers and coats are what it confuses (confusion_matrix.png); attention.png shows each
 head's [CLS] attention and the rollout (Abnar & Zuidema 2020) over six test images.
