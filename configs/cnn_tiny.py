@@ -7,8 +7,7 @@ Command:
   python -m train.train --config=configs/cnn_tiny.py --workdir=workdir/cnn_tiny
 
 Expected: about 17 minutes on 2 CPU cores (10,000 steps of 128 images); test accuracy 0.916
-(seed 0), above the
-ViT's 0.887 with the same budget (README "ViT": the data-size sweep).
+(seed 0), above the ViT's 0.887 with the same budget (README "ViT": the data-size sweep).
 """
 
 import ml_collections
