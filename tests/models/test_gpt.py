@@ -12,9 +12,11 @@ import pytest
 
 from configs import gpt_tiny
 from tests.nn import numpy_reference as ref
+from tfjax.data import gpt_inputs
+from tfjax.data.gpt_inputs import SpecialTokens
 from tfjax.inference import sampling
 from tfjax.models.config import count_params
-from tfjax.models.gpt import GPT, GPTConfig, GPTModel, add_tokens
+from tfjax.models.gpt import GPT, GPTConfig, GPTForFineTuning, GPTModel, add_tokens
 from tfjax.nn.stack import stack_layers
 
 TINY = GPTConfig(
@@ -381,3 +383,86 @@ def test_add_tokens_grows_the_vocabulary_keeping_every_pretrained_row(tie):
   assert np.isfinite(
     np.asarray(GPT(bigger).apply({"params": grown}, jnp.array([[11, 1, 12, 13]])))
   ).all()
+
+
+# --- GPT-1's fine-tuning head (§3.3) ----------------------------------------------------------
+
+
+def _head_params(model, tokens, positions, seed=3):
+  """Random parameters (weights N(0, 0.2) so that order effects would show) of `model`."""
+  params = model.init(jax.random.key(seed), tokens, positions)["params"]
+  leaves, tree = jax.tree.flatten(params)
+  rng = np.random.default_rng(seed)
+  return jax.tree.unflatten(
+    tree, [jnp.asarray(rng.normal(0, 0.2, x.shape), x.dtype) for x in leaves]
+  )
+
+
+def test_fine_tuning_head_reads_the_extract_state_of_each_sequence():
+  """logits = classifier(sum of the final hidden states at the extract positions): the GPT's
+  own hidden states, gathered by hand."""
+  model = GPTForFineTuning(TINY, num_outputs=3, combine="sum")
+  tokens, positions = _tokens((2, 2, 6)), jnp.array([[5, 2], [3, 4]])
+  params = _head_params(model, tokens, positions)
+  logits, lm_logits = model.apply({"params": params}, tokens, positions)
+  hidden = GPT(TINY).apply({"params": params["gpt"]}, tokens.reshape(4, 6), method="hidden_states")
+  extract = hidden.reshape(2, 2, 6, -1)[jnp.arange(2)[:, None], jnp.arange(2)[None], positions]
+  head = params["classifier"]
+  chex.assert_trees_all_close(
+    logits, extract.sum(1) @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-6
+  )
+  lm = GPT(TINY).apply({"params": params["gpt"]}, tokens.reshape(4, 6)).reshape(2, 2, 6, -1)
+  chex.assert_trees_all_close(lm_logits, lm, rtol=1e-6)
+  assert model.apply({"params": params}, tokens, positions, lm=False)[1] is None
+
+
+def test_fine_tuning_head_init_is_normal_kernel_and_zero_bias():
+  model = GPTForFineTuning(TINY.replace(d_model=64, num_heads=4, d_ff=64), num_outputs=200)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 1, 4), jnp.int32), jnp.zeros((1, 1), int))
+  head = params["params"]["classifier"]
+  assert head["kernel"].shape == (64, 200) and not head["bias"].any()
+  assert abs(float(head["kernel"].std()) - 0.02) < 0.002
+
+
+def test_similarity_is_symmetric_by_construction():
+  """Both orders are encoded and their states added: swapping A and B gives the same logits."""
+  config = TINY.replace(max_len=10)
+  tokens = SpecialTokens.after_vocab(8)
+  model = GPTForFineTuning(config, num_outputs=1, combine="sum")
+  a, b = [1, 2, 3], [4, 5]
+  ab = gpt_inputs.pack(gpt_inputs.similarity_sequences(a, b, tokens, 10), 10, pad_id=0)
+  ba = gpt_inputs.pack(gpt_inputs.similarity_sequences(b, a, tokens, 10), 10, pad_id=0)
+  as_batch = lambda p: (p["tokens"][None], p["extract_positions"][None])
+  params = _head_params(model, *as_batch(ab))
+  logits_ab, _ = model.apply({"params": params}, *as_batch(ab))
+  logits_ba, _ = model.apply({"params": params}, *as_batch(ba))
+  assert not np.array_equal(ab["tokens"], ba["tokens"])
+  np.testing.assert_allclose(logits_ab, logits_ba, rtol=1e-6)
+  one_order = model.apply(
+    {"params": params}, ab["tokens"][None, :1], ab["extract_positions"][None, :1]
+  )[0]
+  assert not np.allclose(one_order, logits_ab)  # the second order does count
+
+
+def test_multiple_choice_is_invariant_to_the_order_of_the_choices():
+  """One score per answer, each from its own sequence: permuting the answers permutes the
+  scores, so the softmax over them picks the same answer."""
+  config = TINY.replace(max_len=10)
+  tokens = SpecialTokens.after_vocab(8)
+  model = GPTForFineTuning(config, combine="choices")
+  context, answers = [1, 2, 3], [[4], [5, 6], [7, 1, 2]]
+  packed = lambda answers: gpt_inputs.pack(
+    gpt_inputs.multiple_choice_sequences(context, answers, tokens, 10), 10, pad_id=0
+  )
+  forward, order = packed(answers), [2, 0, 1]
+  backward = packed([answers[i] for i in order])
+  params = _head_params(model, forward["tokens"][None], forward["extract_positions"][None])
+  scores, _ = model.apply(
+    {"params": params}, forward["tokens"][None], forward["extract_positions"][None]
+  )
+  permuted, _ = model.apply(
+    {"params": params}, backward["tokens"][None], backward["extract_positions"][None]
+  )
+  chex.assert_shape(scores, (1, 3))
+  np.testing.assert_allclose(permuted[0], scores[0, np.array(order)], rtol=1e-6)
+  assert len(set(np.asarray(scores[0]).round(5))) == 3  # the answers are told apart

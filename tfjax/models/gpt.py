@@ -170,9 +170,82 @@ class GPT(nn.Module):
   def __call__(
     self, tokens: Array, *, positions: Array | None = None, deterministic: bool = True
   ) -> Array:
-    x = self.body(tokens, positions=positions, deterministic=deterministic)
+    return self.logits(self.hidden_states(tokens, positions=positions, deterministic=deterministic))
+
+  def hidden_states(
+    self, tokens: Array, *, positions: Array | None = None, deterministic: bool = True
+  ) -> Array:
+    """The body's final hidden states [b, t, d_model] (what a fine-tuning head reads)."""
+    return self.body(tokens, positions=positions, deterministic=deterministic)
+
+  def logits(self, x: Array) -> Array:
+    """Next-token logits [b, t, vocab_size] in float32 of hidden states `x` [b, t, d_model]."""
     logits = self.token_embed.attend(x) if self.config.tie_embeddings else self.lm_head(x)
-    return constrain(self.activation_sharding, logits.astype(jnp.float32))  # [b, t, vocab_size]
+    return constrain(self.activation_sharding, logits.astype(jnp.float32))
+
+
+# Logical axes of a fine-tuned GPT's parameters: the LM's under "gpt", and the task head.
+FINE_TUNING_PARAM_AXES = (
+  (r"classifier/kernel", ("embed", "classes")),
+  (r"classifier/bias", ("classes",)),
+  *PARAM_AXES,
+)
+
+
+class GPTForFineTuning(nn.Module):
+  """A pre-trained GPT with GPT-1's task head (Radford et al. 2018, §3.2-3.3): a linear layer on
+  the final hidden state of each sequence's extract token, after dropout.
+
+  Inputs are `tokens` [b, c, t]: c sequences per example (`tfjax.data.gpt_inputs`: c = 1 for
+  classification and entailment, 2 for similarity, one per answer for multiple choice) and
+  `extract_positions` [b, c]. `combine` says how an example's c extract states become logits:
+  "sum" adds them (similarity's two orders; c = 1 leaves one) and maps them to `num_outputs`
+  logits [b, num_outputs] (classes, or 1 for a regression); "choices" scores each [b, c] with one
+  logit (multiple choice: a softmax over the answers). Returns (task logits, LM logits [b, c, t,
+  vocab_size] for the auxiliary loss, or None when `lm=False`), both float32.
+
+  Parameters: the LM's under "gpt" (those of `GPT`, so a pre-trained run's fit as they are) and
+  the head under "classifier" (N(0, init_std) kernel, zero bias, as the authors' code).
+  """
+
+  config: GPTConfig
+  num_outputs: int = 2
+  combine: str = "sum"
+  classifier_dropout_rate: float = 0.1  # §4.1: "dropout to the classifier with a rate of 0.1"
+  activation_sharding: Any = None
+
+  def setup(self):
+    if self.combine not in ("sum", "choices"):
+      raise ValueError(f"combine={self.combine!r}: use 'sum' or 'choices'")
+    self.gpt = GPT(self.config, self.activation_sharding)
+    self.dropout = nn.Dropout(self.classifier_dropout_rate)
+    self.classifier = nn.Dense(
+      self.num_outputs if self.combine == "sum" else 1,
+      kernel_init=_init(self.config),
+      dtype=jnp.dtype(self.config.dtype),
+    )
+
+  def __call__(
+    self,
+    tokens: Array,
+    extract_positions: Array,
+    *,
+    deterministic: bool = True,
+    lm: bool = True,
+  ) -> tuple[Array, Array | None]:
+    batch, choices, length = tokens.shape
+    x = self.gpt.hidden_states(tokens.reshape(-1, length), deterministic=deterministic)
+    # The extract token's state of every sequence: [b * c, d] -> [b, c, d].
+    index = extract_positions.reshape(-1, 1, 1)
+    extract = jnp.take_along_axis(x, index, axis=1).reshape(batch, choices, -1)
+    if self.combine == "sum":
+      extract = extract.sum(axis=1)  # [b, d]
+    extract = self.dropout(extract, deterministic=deterministic)
+    logits = self.classifier(extract).astype(jnp.float32)
+    if self.combine == "choices":
+      logits = logits[..., 0]  # [b, c]
+    lm_logits = self.gpt.logits(x).reshape(batch, choices, length, -1) if lm else None
+    return logits, lm_logits
 
 
 _float32_dot_general = functools.partial(jax.lax.dot_general, preferred_element_type=jnp.float32)
