@@ -195,7 +195,7 @@ def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> Class
 
   def encode_split(split: str) -> ClassificationExamples:
     what = f"split '{split}' of dataset '{name}'"
-    columns = _read_columns(dataset.examples(split), [f for f in fields.values() if f])
+    columns = read_columns(dataset.examples(split), [f for f in fields.values() if f])
     if not columns[data_config.text_field]:
       raise ValueError(f"{what} has no examples")
     examples = encode_examples(
@@ -258,7 +258,7 @@ def _encode_side(
   return ids
 
 
-def _read_columns(examples: Iterable[dict[str, Any]], fields: Sequence[str]) -> dict[str, list]:
+def read_columns(examples: Iterable[dict[str, Any]], fields: Sequence[str]) -> dict[str, list]:
   """The values of `fields` of every example, in order; text decoded."""
   columns: dict[str, list[Any]] = {field: [] for field in fields}
   for example in examples:

@@ -230,3 +230,10 @@ def _load_tokenizer(family: str, root: pathlib.Path, source: str) -> Any:
     return SentencePieceTokenizer.load(path)
   except ValueError as e:
     raise ValueError(f"{e}; {fix}") from e
+
+
+def load_tokenizer(path: str | pathlib.Path, family: str) -> Any:
+  """The tokenizer of a workdir or HF directory, as `load(path, family).tokenizer`, without
+  reading any weights."""
+  source, _ = read_config(path, family)
+  return _load_tokenizer(family, pathlib.Path(path), source)

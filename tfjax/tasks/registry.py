@@ -9,6 +9,7 @@ import ml_collections
 
 from tfjax.tasks.bert_pretraining import BertPretrainingTask
 from tfjax.tasks.classification import ClassificationTask
+from tfjax.tasks.gpt_fine_tuning import GPTFineTuningTask
 from tfjax.tasks.image_classification import ImageClassificationTask
 from tfjax.tasks.lm import LanguageModelTask
 from tfjax.tasks.question_answering import QuestionAnsweringTask
@@ -20,6 +21,7 @@ TASKS: dict[str, type[Task]] = {
   "lm": LanguageModelTask,
   "bert_pretraining": BertPretrainingTask,
   "classification": ClassificationTask,
+  "gpt_fine_tuning": GPTFineTuningTask,
   "image_classification": ImageClassificationTask,
   "question_answering": QuestionAnsweringTask,
   "translation": TranslationTask,

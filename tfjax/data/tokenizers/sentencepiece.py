@@ -25,6 +25,7 @@ PAD_ID = 0
 UNK_ID = 1
 BOS_ID = 2
 EOS_ID = 3
+MODEL_FILE = "tokenizer.model"  # a workdir's copy of its model
 
 # `special_tokens="bert"`: BERT's specials (Devlin et al. 2018, §3) and no BOS/EOS. [CLS], [SEP] and
 # [MASK] are control symbols: they have ids but are never produced from text, and decode to "".
@@ -106,6 +107,13 @@ class SentencePieceTokenizer(Tokenizer):
 
   def serialized_model_proto(self) -> bytes:
     return self._processor.serialized_model_proto()
+
+  def save(self, directory: str | os.PathLike) -> pathlib.Path:
+    """Writes the model as `directory/tokenizer.model`, the file a workdir holds."""
+    target = pathlib.Path(directory) / MODEL_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(self.serialized_model_proto())
+    return target
 
   def __repr__(self) -> str:
     return f"SentencePieceTokenizer(vocab_size={self.vocab_size}, model_path={self.model_path})"
