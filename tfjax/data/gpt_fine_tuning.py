@@ -133,13 +133,7 @@ def encode_examples(
     )
   first = pipeline.encode_in_chunks(tokenizer.encode_batch, texts)
   if transformation == "multiple_choice":
-    for i, answers in enumerate(second):
-      if len(answers) != num_choices:
-        more = "more" if len(answers) > num_choices else "fewer"
-        raise ValueError(
-          f"example {i} of {name} has {len(answers)} answers, {more} than data.num_choices="
-          f"{num_choices}; set data.num_choices to the answers every question has"
-        )
+    check_num_choices(second, num_choices, name)
     flat = pipeline.encode_in_chunks(tokenizer.encode_batch, [a for ans in second for a in ans])
     others = [flat[i * num_choices : (i + 1) * num_choices] for i in range(n)]
   elif second is not None:
@@ -168,6 +162,17 @@ def encode_examples(
   return GPTExamples(
     stack("tokens"), stack("extract_positions"), stack("lm_weights"), labels, num_truncated
   )
+
+
+def check_num_choices(answers: Sequence[Sequence[str]], num_choices: int, name: str) -> None:
+  """Every question has exactly `num_choices` answers (the rows are [n, num_choices, t])."""
+  for i, ans in enumerate(answers):
+    if len(ans) != num_choices:
+      more = "more" if len(ans) > num_choices else "fewer"
+      raise ValueError(
+        f"example {i} of {name} has {len(ans)} answers, {more} than data.num_choices="
+        f"{num_choices}; set data.num_choices to the answers every question has"
+      )
 
 
 def _transform(
@@ -203,6 +208,11 @@ def prepare_gpt_data(
     texts = columns[data_config.text_field]
     if not texts:
       raise ValueError(f"{what} has no examples")
+    second_key = next((k for k in ("text_pair_field", "choices_field") if k in fields), None)
+    second = columns[fields[second_key]] if second_key else None
+    if data_config.transformation == "multiple_choice":
+      second = [[pipeline.as_text(a) for a in answers] for answers in second]
+      check_num_choices(second, data_config.num_choices, what)
     raw_labels = columns[data_config.label_field]
     if regression:
       labels = np.asarray(raw_labels, np.float32)
@@ -210,10 +220,6 @@ def prepare_gpt_data(
       labels = label_ids(raw_labels, label_names)
     else:
       labels = _answer_indices(raw_labels, data_config.num_choices, what)
-    second_key = next((k for k in ("text_pair_field", "choices_field") if k in fields), None)
-    second = columns[fields[second_key]] if second_key else None
-    if data_config.transformation == "multiple_choice":
-      second = [[pipeline.as_text(a) for a in answers] for answers in second]
     examples = encode_examples(
       tokenizer,
       special,

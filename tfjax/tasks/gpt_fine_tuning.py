@@ -11,6 +11,7 @@ Pearson and Spearman correlations.
 """
 
 import json
+import pathlib
 from typing import Any
 
 import jax
@@ -22,7 +23,7 @@ import scipy.stats
 from tfjax.data import gpt_fine_tuning, pipeline
 from tfjax.data.gpt_inputs import SpecialTokens
 from tfjax.data.tokenizers.base import Tokenizer
-from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
+from tfjax.data.tokenizers.sentencepiece import MODEL_FILE, SentencePieceTokenizer
 from tfjax.inference import load
 from tfjax.models import gpt
 from tfjax.models.gpt import FINE_TUNING_PARAM_AXES, GPTConfig, GPTForFineTuning
@@ -126,8 +127,13 @@ class GPTFineTuningTask(FineTuningTask):
     return self.config.data.max_seq_len * gpt_fine_tuning.sequences_per_example(self.config.data)
 
   def load_tokenizer(self, source: str) -> Tokenizer:
-    if str(source).endswith(".model"):
-      return SentencePieceTokenizer.load(source)
+    """A sentencepiece .model, or the tokenizer.model of a workdir (pre-training or this
+    task's), or an HF GPT directory's."""
+    path = pathlib.Path(source)
+    if path.is_dir() and (path / MODEL_FILE).is_file():
+      path = path / MODEL_FILE
+    if path.suffix == ".model":
+      return SentencePieceTokenizer.load(path)
     return load.load_tokenizer(source, "gpt")
 
   @property
