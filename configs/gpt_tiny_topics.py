@@ -17,6 +17,8 @@ auxiliary LM loss):
 The fine-tuning budget and optimizer are those of configs/bert_tiny_topics.py (300 steps of 32,
 lr 3e-4, 10% warmup, linear decay): GPT vs BERT in README "GPT fine-tuning". To fine-tune an
 imported HF GPT-2 or GPT-1 instead: --config.init.checkpoint=<its directory>.
+Expected: validation and test accuracy printed beside the most frequent topic's (0.215);
+the measured rows are in README "GPT fine-tuning".
 """
 
 import ml_collections
