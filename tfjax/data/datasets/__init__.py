@@ -1,11 +1,13 @@
 """The TFDS builders of tfjax's offline datasets; importing this package registers all of them.
 
 wiki_vital_articles (the default LM and BERT corpus), wiki_topics and rotten_tomatoes (text
-classification), gettext_translations (translation), fashion_mnist_offline and mnist_5k (image
-classification).
+classification), bigbench (entailment: epistemic_reasoning, vitaminc_fact_verification; multiple
+choice: social_iqa; from an archive put in the manual dir), gettext_translations (translation),
+fashion_mnist_offline and mnist_5k (image classification).
 """
 
 from tfjax.data.datasets import (  # noqa: F401  (registers the builders with TFDS)
+  bigbench,
   fashion_mnist_offline,
   gettext_translations,
   mnist_5k,
