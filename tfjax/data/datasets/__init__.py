@@ -2,14 +2,15 @@
 
 wiki_vital_articles (the default LM and BERT corpus), wiki_topics and rotten_tomatoes (text
 classification), bigbench (entailment: epistemic_reasoning, vitaminc_fact_verification; multiple
-choice: social_iqa; from an archive put in the manual dir), gettext_translations (translation),
-fashion_mnist_offline and mnist_5k (image classification).
+choice: social_iqa; from an archive put in the manual dir), lee_similarity (document similarity),
+gettext_translations (translation), fashion_mnist_offline and mnist_5k (image classification).
 """
 
 from tfjax.data.datasets import (  # noqa: F401  (registers the builders with TFDS)
   bigbench,
   fashion_mnist_offline,
   gettext_translations,
+  lee_similarity,
   mnist_5k,
   rotten_tomatoes,
   wiki_topics,
