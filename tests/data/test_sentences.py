@@ -65,6 +65,20 @@ from tfjax.data.sentences import split_sentences
       ["It is 2.5 m long. the end.", "Éire is Ireland."],
     ),
     (" \n ", []),
+    (  # BERT pre-training's first test of it.
+      'Dr. Watson met J. R. R. Tolkien in 1950. They talked! Did they? "Yes." Then, e.g. tea, '
+      "at St. Mary's c. 5 pm.\nA new line\n\n  (Second paragraph.) 3 items.",
+      [
+        "Dr. Watson met J. R. R. Tolkien in 1950.",
+        "They talked!",
+        "Did they?",
+        '"Yes."',
+        "Then, e.g. tea, at St. Mary's c. 5 pm.",
+        "A new line",
+        "(Second paragraph.)",
+        "3 items.",
+      ],
+    ),
   ],
 )
 def test_split_sentences_ends_only_sentences(text, sentences):
