@@ -29,6 +29,7 @@ registers the builder.
 
 import collections
 import json
+import shlex
 import tarfile
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -81,7 +82,8 @@ def download_command(directory: epath.PathLike) -> str:
   ("cannot declare direct URL dependencies", even with --no-deps), so a pip < 24.1 fetches it."""
   return (
     "python3 -m venv /tmp/pip24 && /tmp/pip24/bin/pip install -q 'pip<24.1' && "
-    f"/tmp/pip24/bin/pip download --no-deps bigbench=={PACKAGE_VERSION} -d {directory}"
+    f"/tmp/pip24/bin/pip download --no-deps bigbench=={PACKAGE_VERSION} -d "
+    f"{shlex.quote(str(directory))}"
   )
 
 
