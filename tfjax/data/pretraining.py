@@ -12,7 +12,6 @@ and the grain iterator still resumes exactly from its state.
 
 import dataclasses
 import pathlib
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -22,39 +21,13 @@ import numpy as np
 from absl import logging
 
 from tfjax.data import cache, pipeline
+from tfjax.data.sentences import split_sentences
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 
 # Bump when the way a split becomes sentences of ids changes.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: sentences by tfjax.data.sentences
 ENCODE_CHUNK = 256  # documents per encode_batch call
-
-# --- sentences ------------------------------------------------------------------------------
-
-# ., ! or ? (then closing quotes or brackets), whitespace, and a capital, digit or opening mark.
-_BOUNDARY = re.compile(r"""[.!?]["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])""")
-# Words whose period does not end a sentence ("Dr. Watson", "c. 1500", "St. Louis").
-_ABBREVIATIONS = frozenset(
-  "mr mrs ms dr prof st jr sr vs etc c ca no fig approx gen col lt".split()
-)
-
-
-def split_sentences(text: str) -> list[str]:
-  """Sentences of `text`: each line, cut after ". ", "! " or "? " before a capital or digit,
-  except after an initial ("J. R. R. Tolkien") or a common abbreviation. Simple, not perfect."""
-  sentences = []
-  for line in text.split("\n"):
-    start = 0
-    for match in _BOUNDARY.finditer(line):
-      if line[match.start()] == ".":
-        words = line[start : match.start()].split()
-        word = words[-1].lstrip("\"'“‘([").lower() if words else ""
-        if (len(word) == 1 and word.isalpha()) or word in _ABBREVIATIONS:
-          continue
-      sentences.append(line[start : match.end()].strip())
-      start = match.end()
-    sentences.append(line[start:].strip())
-  return [s for s in sentences if s]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tfjax.data.datasets.builder import SPLITS, OfflineBuilder, hash_split, image_features
+from tfjax.data.datasets.builder import (
+  SPLITS,
+  OfflineBuilder,
+  hash_split,
+  image_features,
+  multiple_choice_features,
+)
 
 WORDS = [f"word{i}" for i in range(300)]
 
@@ -108,3 +114,11 @@ def test_image_features_are_uint8_tensors_and_a_class_label():
   image = np.arange(784, dtype=np.uint32).astype(np.uint8).reshape(28, 28, 1)
   encoded = features.encode_example({"image": image, "label": "b"})
   assert encoded["image"] == image.tobytes()  # Raw bytes, not one int64 per pixel.
+
+
+def test_multiple_choice_features_are_context_choices_and_an_int64_label():
+  features = multiple_choice_features(title=tfds.features.Text())
+  assert list(features.keys()) == ["title", "context", "choices", "label"]
+  assert features["label"].np_dtype == np.int64
+  assert isinstance(features["choices"], tfds.features.Sequence)  # any number of answers
+  assert isinstance(features["choices"].feature, tfds.features.Text)

@@ -46,6 +46,23 @@ def image_features(
   )
 
 
+# The features of a multiple-choice example (social_iqa, wiki_next_sentence): one task reads all.
+CONTEXT, CHOICES, LABEL = "context", "choices", "label"
+
+
+def multiple_choice_features(**extra: tfds.features.FeatureConnector) -> tfds.features.FeaturesDict:
+  """{CONTEXT: text, CHOICES: the answers (texts), LABEL: int64 index of the right one}, and
+  `extra` features (a title)."""
+  return tfds.features.FeaturesDict(
+    {
+      **extra,
+      CONTEXT: tfds.features.Text(),
+      CHOICES: tfds.features.Sequence(tfds.features.Text()),
+      LABEL: tfds.features.Scalar(np.int64),
+    }
+  )
+
+
 class OfflineBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A builder of data found on this machine (an installed package, local files), written as
   array_record by default: readable by `tfds.data_source` without TensorFlow.
