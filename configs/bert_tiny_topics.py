@@ -30,6 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
       tfds_data_dir="",
       text_field="text",
       text_pair_field="",  # e.g. "sentence2" for sentence pairs (glue/mrpc)
+      choices_field="",  # multiple choice (§4.4): the answers, each paired with text_field
+      num_choices=0,  # multiple choice: answers per question
       label_field="label",
       train_split="train",
       eval_split="validation",

@@ -23,7 +23,7 @@ from tests.tasks.bert_runs import (
   run_once,
   train_losses,
 )
-from tests.tiny_datasets import tiny_builder
+from tests.tasks.text_pair_sets import CHOICES, PAIRS, WORDS
 from tfjax.data import gpt_inputs
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.models.gpt import GPTConfig, GPTForFineTuning
@@ -187,54 +187,7 @@ def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
 
 # --- the other transformations, on tiny datasets ----------------------------------------------
 
-WORDS = "the river city of water and stone was built near old hills by people who came".split()
-
-
-def _text(rng: np.random.Generator) -> str:
-  return " ".join(rng.choice(WORDS, rng.integers(2, 7)))
-
-
-def _examples(kind: str, n: int, seed: int) -> list[dict]:
-  rng = np.random.default_rng(seed)
-  if kind == "pairs":
-    return [{"premise": _text(rng), "hypothesis": _text(rng), "label": int(rng.integers(2)),
-             "score": float(rng.random())} for _ in range(n)]  # fmt: skip
-  return [{"context": _text(rng), "choices": [_text(rng) for _ in range(3)],
-           "label": int(rng.integers(3))} for _ in range(n)]  # fmt: skip
-
-
-tiny_builder(
-  "tiny_text_pairs",
-  {
-    "premise": tfds.features.Text(),
-    "hypothesis": tfds.features.Text(),
-    "label": tfds.features.ClassLabel(names=["entailment", "non-entailment"]),
-    "score": tfds.features.Scalar(np.float32),
-  },
-  {
-    split: _examples("pairs", n, i)
-    for i, (split, n) in enumerate([("train", 16), ("validation", 8), ("test", 8)])
-  },  # fmt: skip
-)
-tiny_builder(
-  "tiny_choices",
-  {
-    "context": tfds.features.Text(),
-    "choices": tfds.features.Sequence(tfds.features.Text()),
-    "label": tfds.features.Scalar(np.int64),
-  },
-  {
-    split: _examples("choices", n, i)
-    for i, (split, n) in enumerate([("train", 16), ("validation", 8), ("test", 8)])
-  },  # fmt: skip
-)
-PAIRS = {"data.name": "tiny_text_pairs", "data.text_field": "premise",
-         "data.text_pair_field": "hypothesis", "data.train_split": "train",
-         "data.eval_split": "validation", "data.test_split": "test"}  # fmt: skip
-CHOICES = {"data.name": "tiny_choices", "data.transformation": "multiple_choice",
-           "data.text_field": "context", "data.choices_field": "choices", "data.num_choices": 3,
-           "data.train_split": "train", "data.eval_split": "validation",
-           "data.test_split": "test"}  # fmt: skip
+CHOICES = {**CHOICES, "data.transformation": "multiple_choice"}
 
 
 @pytest.mark.parametrize(

@@ -179,6 +179,46 @@ def encode_examples(
   return ClassificationExamples(tokens, segment_ids, attention_mask, ids, int(too_long.sum()))
 
 
+def encode_choices(
+  encode: Any,
+  contexts: Sequence[str],
+  choices: Sequence[Sequence[Any]],
+  labels: Sequence[Any],
+  num_choices: int,
+  name: str,
+) -> ClassificationExamples:
+  """Multiple choice as BERT does it (§4.4, SWAG): each (context, answer) pair encoded alone,
+  rows [n, num_choices, max_seq_len]; `encode(texts, labels, pairs)` encodes pairs, `labels`
+  are the right answers' indices. num_truncated counts the pairs cut."""
+  names = tuple(str(i) for i in range(num_choices))
+  answers = [[pipeline.as_text(a) for a in example] for example in choices]
+  check_num_choices(answers, num_choices, name)
+  flat = encode(
+    [c for c in contexts for _ in range(num_choices)],
+    [0] * (len(contexts) * num_choices),
+    [a for example in answers for a in example],
+  )
+  rows = lambda x: x.reshape(len(contexts), num_choices, -1)
+  return ClassificationExamples(
+    rows(flat.tokens),
+    rows(flat.segment_ids),
+    rows(flat.attention_mask),
+    label_ids(labels, names),
+    flat.num_truncated,
+  )
+
+
+def check_num_choices(answers: Sequence[Sequence[str]], num_choices: int, name: str) -> None:
+  """Every question has exactly `num_choices` answers (the rows are [n, num_choices, t])."""
+  for i, example in enumerate(answers):
+    if len(example) != num_choices:
+      more = "more" if len(example) > num_choices else "fewer"
+      raise ValueError(
+        f"example {i} of {name} has {len(example)} answers, {more} than data.num_choices="
+        f"{num_choices}; set data.num_choices to the answers every question has"
+      )
+
+
 def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> ClassificationData:
   """Reads a TFDS text-classification dataset by name and encodes its splits.
 
@@ -188,26 +228,45 @@ def prepare_classification_data(data_config: Any, tokenizer: Tokenizer) -> Class
   eval_split, test_split ("" for none), max_seq_len, truncate. The dataset is prepared once as
   array_record and read with `tfds.data_source` (no TensorFlow).
   """
-  fields = {key: data_config[key] for key in ("text_field", "text_pair_field", "label_field")}
+  choices_field, num_choices = data_config.get("choices_field", ""), data_config.get("num_choices")
+  if choices_field and data_config.text_pair_field:
+    raise ValueError(
+      f"data.text_pair_field={data_config.text_pair_field!r} and data.choices_field="
+      f"{choices_field!r} are both set; a multiple-choice example pairs its text with each "
+      "answer: clear data.text_pair_field"
+    )
+  keys = ("text_field", "text_pair_field", "label_field")
+  fields = {key: data_config[key] for key in keys}
+  if choices_field:
+    fields["choices_field"] = choices_field
   dataset = pipeline.prepare_dataset(data_config, fields)
   name = dataset.name
-  label_names = class_label_names(dataset, data_config.label_field)
+  if choices_field:  # the label is the index of the right answer
+    label_names = tuple(str(i) for i in range(num_choices))
+  else:
+    label_names = class_label_names(dataset, data_config.label_field)
 
   def encode_split(split: str) -> ClassificationExamples:
     what = f"split '{split}' of dataset '{name}'"
     columns = read_columns(dataset.examples(split), [f for f in fields.values() if f])
     if not columns[data_config.text_field]:
       raise ValueError(f"{what} has no examples")
-    examples = encode_examples(
+    encode = lambda texts, labels, pairs: encode_examples(
       tokenizer,
-      columns[data_config.text_field],
-      columns[data_config.label_field],
+      texts,
+      labels,
       label_names,
       max_seq_len=data_config.max_seq_len,
-      text_pairs=columns[data_config.text_pair_field] if data_config.text_pair_field else None,
+      text_pairs=pairs,
       truncate=data_config.truncate,
       name=what,
     )
+    texts, labels = columns[data_config.text_field], columns[data_config.label_field]
+    if choices_field:
+      examples = encode_choices(encode, texts, columns[choices_field], labels, num_choices, what)
+    else:
+      pairs = columns[data_config.text_pair_field] if data_config.text_pair_field else None
+      examples = encode(texts, labels, pairs)
     logging.info(
       "Encoded %s: %d examples, %d truncated to max_seq_len=%d",
       what,

@@ -23,7 +23,12 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from tfjax.data import gpt_inputs, pipeline
-from tfjax.data.classification import class_label_names, label_ids, read_columns
+from tfjax.data.classification import (
+  check_num_choices,
+  class_label_names,
+  label_ids,
+  read_columns,
+)
 from tfjax.data.gpt_inputs import SpecialTokens
 from tfjax.data.tokenizers.base import Tokenizer
 
@@ -162,17 +167,6 @@ def encode_examples(
   return GPTExamples(
     stack("tokens"), stack("extract_positions"), stack("lm_weights"), labels, num_truncated
   )
-
-
-def check_num_choices(answers: Sequence[Sequence[str]], num_choices: int, name: str) -> None:
-  """Every question has exactly `num_choices` answers (the rows are [n, num_choices, t])."""
-  for i, ans in enumerate(answers):
-    if len(ans) != num_choices:
-      more = "more" if len(ans) > num_choices else "fewer"
-      raise ValueError(
-        f"example {i} of {name} has {len(ans)} answers, {more} than data.num_choices="
-        f"{num_choices}; set data.num_choices to the answers every question has"
-      )
 
 
 def _transform(

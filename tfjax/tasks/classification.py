@@ -3,11 +3,12 @@
 
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 
 from tfjax.data import classification, pipeline
-from tfjax.models.bert import BertForSequenceClassification
+from tfjax.models.bert import BertForMultipleChoice, BertForSequenceClassification
 from tfjax.tasks.bert_pretraining import apply_bert, bert_inputs
 from tfjax.tasks.fine_tuning import FineTuningTask
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss
@@ -41,6 +42,8 @@ class ClassificationTask(FineTuningTask):
     "data.text_field",
     "data.text_pair_field",
     "data.label_field",
+    "data.choices_field",
+    "data.num_choices",
     "data.train_split",
     "data.tokenizer",
     "data.max_seq_len",
@@ -55,7 +58,10 @@ class ClassificationTask(FineTuningTask):
     self._data = classification.prepare_classification_data(self.config.data, self.tokenizer)
     return self.task_data(self._data.train, self._data.eval, process_index, process_count)
 
-  def model(self, activation_sharding: Any = None) -> BertForSequenceClassification:
+  def model(self, activation_sharding: Any = None) -> nn.Module:
+    """A sequence classifier, or with data.choices_field one score per answer (§4.4)."""
+    if self.config.data.get("choices_field"):
+      return BertForMultipleChoice(self.model_config, activation_sharding=activation_sharding)
     return BertForSequenceClassification(
       self.model_config, num_labels=self._data.num_labels, activation_sharding=activation_sharding
     )

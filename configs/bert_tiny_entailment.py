@@ -1,0 +1,22 @@
+r"""Fine-tunes the pre-trained bert_tiny on BIG-bench's epistemic_reasoning (premise /
+hypothesis: entailment or not) as a sentence-pair classifier, [CLS] premise [SEP] hypothesis
+[SEP] (Devlin et al. 2018, §4.1); the BERT side of configs/gpt_tiny_entailment.py, whose
+docstring says how to get the optional BIG-bench archive.
+
+  python -m train.train --config=configs/bert_tiny_entailment.py \
+      --workdir=workdir/bert_tiny_entailment
+
+Expected: test accuracy beside always the most frequent relation (README "GPT fine-tuning").
+"""
+
+import ml_collections
+
+from configs import bert_tiny_topics
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = bert_tiny_topics.get_config()
+  config.data.update(
+    name="bigbench/epistemic_reasoning", text_field="premise", text_pair_field="hypothesis"
+  )
+  return config
