@@ -113,6 +113,7 @@ def test_an_hf_gpt1_directory_loads_with_its_vocabulary(tmp_path):
   assert isinstance(tokenizer, OpenAIGPTTokenizer) and tokenizer.unk_id == 0
   assert tokenizer.encode("The cat!") == [54, 3, 1, 46, 0]  # the</w> c a t</w> <unk>
   assert tokenizer.decode(tokenizer.encode("The cat")) == "the cat"
+  assert isinstance(load.load_tokenizer(gpt1_dir(tmp_path / "t"), "gpt"), OpenAIGPTTokenizer)
   assert load.read_config(gpt1_dir(tmp_path / "again"), "gpt") == ("hf", config)
 
 

@@ -292,5 +292,5 @@ def _load_tokenizer(family: str, root: pathlib.Path, source: str, config: Any) -
 def load_tokenizer(path: str | pathlib.Path, family: str) -> Any:
   """The tokenizer of a workdir or HF directory, as `load(path, family).tokenizer`, without
   reading any weights."""
-  source, _ = read_config(path, family)
-  return _load_tokenizer(family, pathlib.Path(path), source)
+  source, config = read_config(path, family)
+  return _load_tokenizer(family, pathlib.Path(path), source, config)
