@@ -1,6 +1,6 @@
-"""tfjax.inference.load: a GPT workdir (the tiny trained run), HF GPT-2, BERT and ViT directories
-(the goldens, with vocabulary files), hand-made BERT, Transformer and ViT workdirs, and the clear
-errors."""
+"""tfjax.inference.load: a GPT workdir (the tiny trained run), HF GPT-2, GPT-1, BERT and ViT
+directories (the goldens, with vocabulary files), hand-made BERT, Transformer and ViT workdirs,
+and the clear errors."""
 
 import dataclasses
 import functools
@@ -15,7 +15,9 @@ import pytest
 
 from tfjax.data.tokenizers.bert import WordPieceTokenizer
 from tfjax.data.tokenizers.gpt2 import GPT2Tokenizer
+from tfjax.data.tokenizers.openai_gpt import OpenAIGPTTokenizer
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
+from tfjax.hub import openai_gpt
 from tfjax.inference import load
 from tfjax.models.bert import BertConfig, BertForPreTraining
 from tfjax.models.gpt import GPT, GPTConfig
@@ -88,6 +90,59 @@ def test_an_hf_gpt2_directory_loads_with_its_vocabulary(tmp_path):
   np.testing.assert_allclose(logits, golden["logits"], rtol=0, atol=ATOL)
   assert isinstance(tokenizer, GPT2Tokenizer) and tokenizer.eos_id == 63
   assert tokenizer.decode(tokenizer.encode("ab cd")) == "ab cd"
+
+
+def gpt1_dir(tmp_path: Path, source: str = "openai_gpt_tiny") -> Path:
+  """A GPT-1 golden (vocab 100) with a GPT-1 vocab.json of 55 tokens: "<unk>", each letter
+  inside a word and ending one ("a</w>"), and the merges t h -> th, th e</w> -> the</w>."""
+  out = tmp_path / "gpt1"
+  shutil.copytree(GOLDEN / source, out)
+  letters = list("abcdefghijklmnopqrstuvwxyz")
+  tokens = ["<unk>", *letters, *(f"{c}</w>" for c in letters), "th", "the</w>"]
+  (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+  (out / "merges.txt").write_text("#version: 0.2\nt h\nth e</w>\n")
+  return out
+
+
+def test_an_hf_gpt1_directory_loads_with_its_vocabulary(tmp_path):
+  config, params, tokenizer = load.load(gpt1_dir(tmp_path), "gpt")
+  assert (config.pre_norm, config.activation) == (False, "gelu_tanh")  # GPT-1, not GPT-2
+  golden = np.load(GOLDEN / "openai_gpt_tiny" / "outputs.npz")
+  logits = GPT(config).apply({"params": params}, jnp.asarray(golden["input_ids"]))
+  np.testing.assert_allclose(logits, golden["logits"], rtol=0, atol=ATOL)
+  assert isinstance(tokenizer, OpenAIGPTTokenizer) and tokenizer.unk_id == 0
+  assert tokenizer.encode("The cat!") == [54, 3, 1, 46, 0]  # the</w> c a t</w> <unk>
+  assert tokenizer.decode(tokenizer.encode("The cat")) == "the cat"
+  assert isinstance(load.load_tokenizer(gpt1_dir(tmp_path / "t"), "gpt"), OpenAIGPTTokenizer)
+  assert load.read_config(gpt1_dir(tmp_path / "again"), "gpt") == ("hf", config)
+
+
+def test_an_hf_gpt1_double_heads_directory_loads_its_lm():
+  hf_dir = GOLDEN / "openai_gpt_double_heads_tiny"
+  config, params, tokenizer = load.load(hf_dir, "gpt", tokenizer=False)
+  assert tokenizer is None
+  assert_trees_equal(params, openai_gpt.load_openai_gpt(hf_dir)[1]["gpt"])
+  golden = np.load(hf_dir / "outputs.npz")
+  input_ids = golden["input_ids"].reshape(-1, golden["input_ids"].shape[-1])  # [b * choices, t]
+  logits = GPT(config).apply({"params": params}, jnp.asarray(input_ids))
+  np.testing.assert_allclose(logits, golden["logits"].reshape(logits.shape), rtol=0, atol=ATOL)
+
+
+def test_hf_gpt_errors_are_one_clear_line(tmp_path):
+  other = tmp_path / "neo"
+  shutil.copytree(GOLDEN / "openai_gpt_tiny", other)
+  (other / "config.json").write_text(json.dumps({"model_type": "gpt_neo"}))
+  with pytest.raises(ValueError, match="model_type='gpt_neo'; tfjax's GPT imports HF") as e:
+    load.load(other, "gpt")
+  assert "'gpt2' (GPT-2) and 'openai-gpt' (GPT-1)" in str(e.value) and "\n" not in str(e.value)
+  big_vocab = tmp_path / "big_vocab"
+  shutil.copytree(GOLDEN / "openai_gpt_tiny", big_vocab)
+  for name in ("vocab.json", "merges.txt"):  # the tokenizer golden's 300 tokens
+    shutil.copyfile(GOLDEN / "openai_gpt_tokenizer" / name, big_vocab / name)
+  with pytest.raises(ValueError, match="has 300 tokens but the model's vocab_size is 100"):
+    load.load(big_vocab, "gpt")
+  with pytest.raises(FileNotFoundError, match="no vocab.json or merges.txt; an HF OpenAI GPT"):
+    load.load(GOLDEN / "openai_gpt_tiny", "gpt")
 
 
 # --- BERT ----------------------------------------------------------------------------------------

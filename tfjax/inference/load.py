@@ -1,7 +1,8 @@
 """One way to load a trained model into (config, params, tokenizer): a tfjax training workdir
 (config.json, the latest Orbax checkpoint, the tokenizer saved beside it) or an HF checkpoint
-directory (config.json, model.safetensors, the vocabulary files), for GPT, BERT, the
-Transformer and ViT (an image model: no tokenizer).
+directory (config.json, model.safetensors, the vocabulary files), for GPT (HF GPT-2 or GPT-1,
+told apart by config.json's model_type), BERT, the Transformer and ViT (an image model: no
+tokenizer).
 
 A workdir's config.json has a "model" section (and a "task"); an HF one has none. Only
 `config.json` is read to tell them apart and to check the family, before any weights.
@@ -9,17 +10,19 @@ A workdir's config.json has a "model" section (and a "task"); an HF one has none
 
 import json
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
+from tfjax.data.tokenizers import openai_gpt as openai_gpt_tokenizer
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.hub import bert as bert_hub
-from tfjax.hub import gpt2
+from tfjax.hub import gpt2, openai_gpt
 from tfjax.hub import vit as vit_hub
 from tfjax.models import vit
 from tfjax.models.bert import BertConfig, BertForPreTraining
@@ -66,7 +69,9 @@ class _Family(NamedTuple):
 
 
 FAMILIES = {
-  "gpt": _Family(GPTConfig, _on_tokens(GPT), "lm", "GPT", "language-model", "gpt_tiny", "GPT-2"),
+  "gpt": _Family(
+    GPTConfig, _on_tokens(GPT), "lm", "GPT", "language-model", "gpt_tiny", "GPT-2 or GPT-1"
+  ),
   "bert": _Family(
     BertConfig,
     _on_tokens(BertForPreTraining),
@@ -96,8 +101,52 @@ FAMILIES = {
     architecture="vit",  # beside "cnn" and "linear", which have no loader
   ),
 }
+
+
+def _openai_gpt_lm(root: pathlib.Path) -> tuple[GPTConfig, Any]:
+  """GPT-1's LM: an OpenAIGPTDoubleHeadsModel's is its params["gpt"] (the multiple-choice head
+  serves fine-tuning, not the LM)."""
+  config, params, head = openai_gpt.load_openai_gpt(root)
+  if head == "double_heads":
+    logging.info("%s is an OpenAIGPTDoubleHeadsModel: loading its LM, not its choice head", root)
+    return config, params["gpt"]
+  return config, params
+
+
+class _HFGPT(NamedTuple):
+  """How one HF model_type of the GPT family loads: config, LM params, tokenizer."""
+
+  config_from_hf: Callable[[Mapping[str, Any]], GPTConfig]
+  load: Callable[[pathlib.Path], tuple[GPTConfig, Any]]
+  tokenizer_from_dir: Callable[[pathlib.Path], Any]
+
+
+HF_GPT = {  # config.json's model_type -> its loaders
+  "gpt2": _HFGPT(gpt2.gpt2_config_from_hf, gpt2.load_gpt2, gpt2_tokenizer.gpt2_tokenizer_from_dir),
+  "openai-gpt": _HFGPT(
+    openai_gpt.openai_gpt_config_from_hf,
+    _openai_gpt_lm,
+    openai_gpt_tokenizer.openai_gpt_tokenizer_from_dir,
+  ),
+}
+
+
+def _hf_gpt(hf_config: Mapping[str, Any]) -> _HFGPT:
+  model_type = hf_config.get("model_type", "gpt2")  # as the GPT-2 import reads a file without
+  if model_type not in HF_GPT:
+    raise ValueError(
+      f"config.json has model_type={model_type!r}; tfjax's GPT imports HF model_type 'gpt2' "
+      "(GPT-2) and 'openai-gpt' (GPT-1)"
+    )
+  return HF_GPT[model_type]
+
+
+def _hf_gpt_of(root: pathlib.Path) -> _HFGPT:
+  return _hf_gpt(json.loads((root / CONFIG_FILE).read_text()))
+
+
 _HF_CONFIGS = {
-  "gpt": gpt2.gpt2_config_from_hf,
+  "gpt": lambda hf_config: _hf_gpt(hf_config).config_from_hf(hf_config),
   "bert": bert_hub.bert_config_from_hf,
   "vit": vit_hub.vit_config_from_hf,  # the head and pooler of config.json's architectures
 }
@@ -162,8 +211,9 @@ def load(
 
   Args:
     path: a training workdir (its latest checkpoint is read) or an HF checkpoint directory.
-    family: "gpt", "bert", "transformer" (workdirs only) or "vit" (params of ViT for a
-      workdir or an HF ViTForImageClassification, of ViTModel for an HF ViTModel).
+    family: "gpt" (params of GPT; for an HF GPT-1 OpenAIGPTDoubleHeadsModel, its LM's),
+      "bert", "transformer" (workdirs only) or "vit" (params of ViT for a workdir or an HF
+      ViTForImageClassification, of ViTModel for an HF ViTModel).
     head: BERT only. An HF directory: as `tfjax.hub.bert.load_bert` (None: what it holds;
       "model": the encoder alone). A pre-training workdir holds "pretraining" (the default);
       "model" takes its encoder.
@@ -189,12 +239,13 @@ def load(
     params = _restore(root, FAMILIES[family], config, average_last)
     if head == "model":
       params = params["bert"]
-  return Loaded(config, params, _load_tokenizer(family, root, source) if tokenizer else None)
+  loaded_tokenizer = _load_tokenizer(family, root, source, config) if tokenizer else None
+  return Loaded(config, params, loaded_tokenizer)
 
 
 def _load_hf(family: str, root: pathlib.Path, head: str | None) -> tuple[Any, Any]:
   if family == "gpt":
-    return gpt2.load_gpt2(root)
+    return _hf_gpt_of(root).load(root)
   if family == "vit":
     config, params, _ = vit_hub.load_vit(root)
     return config, params
@@ -210,15 +261,21 @@ def _restore(root: pathlib.Path, spec: _Family, config: Any, average_last: int) 
   return checkpoint.average_checkpoints(str(root), abstract, average_last)[0]
 
 
-def _load_tokenizer(family: str, root: pathlib.Path, source: str) -> Any:
-  """BERT's vocab.txt or sentencepiece.model; GPT-2's vocab.json + merges.txt; or the
+def _load_tokenizer(family: str, root: pathlib.Path, source: str, config: Any) -> Any:
+  """BERT's vocab.txt or sentencepiece.model; GPT-2's or GPT-1's vocab.json + merges.txt; or the
   tokenizer.model a GPT or translation run saved; None for an image model."""
   if family == "vit":
     return None
   if family == "bert":
     return bert_tokenizer.load_bert_tokenizer(root)
   if source == "hf":
-    return gpt2_tokenizer.gpt2_tokenizer_from_dir(root)
+    tokenizer = _hf_gpt_of(root).tokenizer_from_dir(root)
+    if tokenizer.vocab_size > config.vocab_size:  # an id past the embedding would be clamped
+      raise ValueError(
+        f"{root}'s vocab.json has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+        f"{config.vocab_size}; use the vocabulary files saved with this checkpoint"
+      )
+    return tokenizer
   path = root / SENTENCEPIECE_FILE
   fix = (
     f"run python -m train.train again with the run's --config and --workdir={root}: it resumes "
@@ -235,5 +292,5 @@ def _load_tokenizer(family: str, root: pathlib.Path, source: str) -> Any:
 def load_tokenizer(path: str | pathlib.Path, family: str) -> Any:
   """The tokenizer of a workdir or HF directory, as `load(path, family).tokenizer`, without
   reading any weights."""
-  source, _ = read_config(path, family)
-  return _load_tokenizer(family, pathlib.Path(path), source)
+  source, config = read_config(path, family)
+  return _load_tokenizer(family, pathlib.Path(path), source, config)

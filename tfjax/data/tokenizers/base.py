@@ -1,11 +1,12 @@
 """The one tokenizer interface: text <-> token ids, and the ids of the special tokens.
 
 SentencePiece (`SentencePieceTokenizer`), BERT's (`WordPieceTokenizer`,
-`SentencePieceBertTokenizer`) and GPT-2's (`GPT2Tokenizer`) tokenizers all give it, so the
-example makers, decoders and pipelines take any of them. `encode` and `encode_batch` add no
-special token: each caller adds the ones its format needs ([CLS] a [SEP], BOS, EOS) by id. A
-special token that a vocabulary lacks has the id None: GPT-2 has only EOS, a BERT vocabulary no
-BOS or EOS, a SentencePiece model of ours either BOS/EOS or BERT's five.
+`SentencePieceBertTokenizer`), GPT-2's (`GPT2Tokenizer`) and GPT-1's (`OpenAIGPTTokenizer`)
+tokenizers all give it, so the example makers, decoders and pipelines take any of them. `encode`
+and `encode_batch` add no special token: each caller adds the ones its format needs ([CLS] a
+[SEP], BOS, EOS) by id. A special token that a vocabulary lacks has the id None: GPT-2 has only
+EOS, GPT-1 only UNK, a BERT vocabulary no BOS or EOS, a SentencePiece model of ours either
+BOS/EOS or BERT's five.
 """
 
 from collections.abc import Sequence
