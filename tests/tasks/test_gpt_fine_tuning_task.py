@@ -5,8 +5,11 @@ errors for inputs that do not fit."""
 
 import json
 import logging
+import pathlib
+import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
@@ -25,8 +28,11 @@ from tests.tasks.bert_runs import (
 )
 from tests.tasks.text_pair_sets import CHOICES, PAIRS, WORDS
 from tfjax.data import gpt_inputs
+from tfjax.data.tokenizers import openai_gpt as openai_gpt_tokenizer
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
-from tfjax.models.gpt import GPTConfig, GPTForFineTuning
+from tfjax.hub import openai_gpt
+from tfjax.inference import load
+from tfjax.models.gpt import GPT, GPTConfig, GPTForFineTuning
 from tfjax.tasks import registry
 from tfjax.tasks.gpt_fine_tuning import fine_tuning_loss_fn
 from tfjax.training import checkpoint
@@ -300,3 +306,28 @@ def test_a_bert_workdir_as_init_checkpoint_is_a_clear_error(tmp_path, gpt_pretra
   config = gpt_config(gpt_pretrained, **{"init.checkpoint": str(bert)})
   with pytest.raises(ValueError, match=r"init.checkpoint: .* task 'bert_pretraining', not a GPT"):
     registry.train(config, str(tmp_path / "w"))
+
+
+def test_fine_tuning_an_hf_gpt1_keeps_its_bpe_tokenizer_and_resumes(tmp_path, gpt_pretrained):
+  """An HF OpenAI GPT directory (written by our export, with the GPT-1 tokenizer golden's
+  vocab.json + merges.txt): the run saves that tokenizer beside its checkpoints and a resumed
+  run reads it back."""
+  golden = pathlib.Path(__file__).resolve().parents[1] / "golden"
+  hf_config = json.loads((golden / "openai_gpt_tiny" / "config.json").read_text())
+  config = openai_gpt.openai_gpt_config_from_hf({**hf_config, "vocab_size": 300})
+  params = GPT(config).init(KEY, jnp.zeros((1, 4), jnp.int32))["params"]
+  hf_dir = tmp_path / "hf_gpt1"
+  openai_gpt.save_openai_gpt(hf_dir, config, params)
+  for name in ("vocab.json", "merges.txt"):
+    shutil.copy(golden / "openai_gpt_tokenizer" / name, hf_dir / name)
+  overrides = {**PAIRS, "data.transformation": "entailment", "init.checkpoint": str(hf_dir),
+               "data.max_seq_len": config.max_len}  # fmt: skip
+  workdir = tmp_path / "w"
+  registry.train(gpt_config(gpt_pretrained, **overrides, **{"train.num_steps": 2}), str(workdir))
+  saved = json.loads((workdir / "tokenizer_config.json").read_text())
+  assert saved == {"tokenizer_class": "OpenAIGPTTokenizer"}
+  final = registry.train(gpt_config(gpt_pretrained, **overrides), str(workdir))
+  assert final["step"] == 3 and np.isfinite(final["test_accuracy"])
+  text = "the river city, of water!"
+  original = openai_gpt_tokenizer.openai_gpt_tokenizer_from_dir(hf_dir)
+  assert load.saved_tokenizer(workdir).encode(text) == original.encode(text)

