@@ -24,7 +24,7 @@ FEATURES = ("tokens", "segment_ids", "attention_mask", "label", "weights")
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassificationExamples:
+class ClassificationExamples(pipeline.ArrayExamples):
   """Encoded examples of one split; row i is example i, in the order given."""
 
   tokens: np.ndarray  # [n, max_seq_len] int32: [CLS] a [SEP] (b [SEP]), then pad_id
@@ -32,20 +32,6 @@ class ClassificationExamples:
   attention_mask: np.ndarray  # [n, max_seq_len] int32: 1 on real tokens, 0 on padding
   label: np.ndarray  # [n] int32
   num_truncated: int  # examples shortened to fit max_seq_len
-
-  def __len__(self) -> int:
-    return len(self.label)
-
-  def rows(self, indices: Any) -> dict[str, np.ndarray]:
-    """The examples at `indices` (an int or an index array) as a batch, weights 1."""
-    label = self.label[indices]
-    return {
-      "tokens": self.tokens[indices],
-      "segment_ids": self.segment_ids[indices],
-      "attention_mask": self.attention_mask[indices],
-      "label": label,
-      "weights": np.ones(np.shape(label), np.float32),
-    }
 
 
 @dataclasses.dataclass(frozen=True)

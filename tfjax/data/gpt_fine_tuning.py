@@ -78,7 +78,7 @@ def check_data_config(data_config: Any) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class GPTExamples:
+class GPTExamples(pipeline.ArrayExamples):
   """Encoded examples of one split; row i is example i, as `c` packed sequences."""
 
   tokens: np.ndarray  # [n, c, max_seq_len] int32, padded after the extract token
@@ -86,20 +86,6 @@ class GPTExamples:
   lm_weights: np.ndarray  # [n, c, max_seq_len] float32: 1 where the next token is real
   label: np.ndarray  # [n] int32 (a class, an answer's index) or float32 (a regression target)
   num_truncated: int  # examples shortened to fit max_seq_len
-
-  def __len__(self) -> int:
-    return len(self.label)
-
-  def rows(self, indices: Any) -> dict[str, np.ndarray]:
-    """The examples at `indices` (an int or an index array) as a batch, weights 1."""
-    label = self.label[indices]
-    return {
-      "tokens": self.tokens[indices],
-      "extract_positions": self.extract_positions[indices],
-      "lm_weights": self.lm_weights[indices],
-      "label": label,
-      "weights": np.ones(np.shape(label), np.float32),
-    }
 
 
 @dataclasses.dataclass(frozen=True)

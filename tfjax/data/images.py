@@ -26,7 +26,7 @@ from tfjax.data import classification, pipeline
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageExamples:
+class ImageExamples(pipeline.ArrayExamples):
   """The images and labels of one split; row i is example i, in data-source order."""
 
   image: np.ndarray  # [n, h, w, c] uint8
@@ -39,18 +39,6 @@ class ImageExamples:
       )
     if self.label.shape != self.image.shape[:1]:
       raise ValueError(f"{len(self.image)} images but labels of shape {list(self.label.shape)}")
-
-  def __len__(self) -> int:
-    return len(self.label)
-
-  def rows(self, indices: Any) -> dict[str, np.ndarray]:
-    """The examples at `indices` (an int or an index array) as a batch, weights 1."""
-    label = self.label[indices]
-    return {
-      "image": self.image[indices],
-      "label": label,
-      "weights": np.ones(np.shape(label), np.float32),
-    }
 
 
 @dataclasses.dataclass(frozen=True)

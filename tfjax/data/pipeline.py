@@ -197,13 +197,33 @@ def train_iterator(
 
 class Examples(Protocol):
   """Encoded examples held in memory, row i being example i (`ClassificationExamples`,
-  `ImageExamples`): what `examples_train_iterator` and `eval_batches` read."""
+  `GPTExamples`, `ImageExamples`: `ArrayExamples`): what `examples_train_iterator` and
+  `eval_batches` read."""
 
   def __len__(self) -> int: ...
 
   def rows(self, indices: Any) -> dict[str, np.ndarray]:
     """The examples at `indices` (an int or an index array) as a batch, weights 1."""
     ...
+
+
+class ArrayExamples:
+  """`Examples` held as a dataclass of arrays with one row per example and a "label": `rows`
+  takes those rows of every array field (other fields, such as counts, stay out)."""
+
+  label: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.label)
+
+  def rows(self, indices: Any) -> dict[str, np.ndarray]:
+    """The examples at `indices` (an int or an index array) as a batch, weights 1."""
+    batch = {
+      field.name: getattr(self, field.name)[indices]
+      for field in dataclasses.fields(self)
+      if isinstance(getattr(self, field.name), np.ndarray)
+    }
+    return {**batch, "weights": np.ones(np.shape(batch["label"]), np.float32)}
 
 
 class RowSource:
