@@ -444,6 +444,20 @@ def test_similarity_is_symmetric_by_construction():
   assert not np.allclose(one_order, logits_ab)  # the second order does count
 
 
+def test_multiple_choice_dropout_shares_one_mask_across_an_example_s_answers():
+  """The authors' train.py drops the same features of every answer's extract state: identical
+  answers keep identical scores with the classifier's dropout on."""
+  model = GPTForFineTuning(TINY, combine="choices", classifier_dropout_rate=0.5)
+  tokens = jnp.broadcast_to(_tokens((1, 1, 6)), (2, 3, 6))  # 2 examples alike, answers alike
+  positions = jnp.full((2, 3), 5)
+  params = _head_params(model, tokens, positions)
+  rngs = {"dropout": jax.random.key(1)}
+  scores, _ = model.apply({"params": params}, tokens, positions, deterministic=False, rngs=rngs)
+  np.testing.assert_allclose(scores, scores[:, :1].repeat(3, 1), rtol=1e-6)
+  assert not np.allclose(scores, model.apply({"params": params}, tokens, positions)[0])
+  assert not np.allclose(scores[0], scores[1])  # each example draws its own mask
+
+
 def test_multiple_choice_is_invariant_to_the_order_of_the_choices():
   """One score per answer, each from its own sequence: permuting the answers permutes the
   scores, so the softmax over them picks the same answer."""

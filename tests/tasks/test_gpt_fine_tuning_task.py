@@ -244,11 +244,6 @@ def test_every_transformation_trains_and_is_scored(tmp_path, gpt_pretrained, ove
       r"data.num_choices=2; set data.num_choices",
     ),
     (
-      {**PAIRS, "data.transformation": "entailment", "data.label_field": "score"},
-      None,  # a float label for entailment: a regression, allowed
-      None,
-    ),
-    (
       {"data.transformation": "retrieval"},
       ValueError,
       r"data.transformation='retrieval' is unknown; choose one of",
@@ -258,8 +253,14 @@ def test_every_transformation_trains_and_is_scored(tmp_path, gpt_pretrained, ove
       ValueError,
       r"fine_tuning.lm_coef=-1.0 must be >= 0",
     ),
+    (
+      {**PAIRS, "data.transformation": "entailment", "data.max_seq_len": 4},
+      ValueError,
+      r"data.max_seq_len=4 leaves no room for text beside the added tokens of 'entailment'; "
+      r"raise data.max_seq_len to at least 5",
+    ),
   ],
-  ids=["pair_for_one_text", "too_many_choices", "float_label", "unknown", "negative_lm_coef"],
+  ids=["pair_for_one_text", "too_many_choices", "unknown", "negative_lm_coef", "max_seq_len"],
 )
 def test_inputs_that_do_not_fit_are_one_line_errors(
   tmp_path, gpt_pretrained, overrides, error, message
@@ -267,13 +268,18 @@ def test_inputs_that_do_not_fit_are_one_line_errors(
   config = gpt_config(
     gpt_pretrained, **{**overrides, "train.num_steps": 2, "train.checkpoint_every": 2}
   )
-  if error is None:
-    registry.train(config, str(tmp_path / "w"))
-    return
   with pytest.raises(error, match=message) as caught:
     registry.train(config, str(tmp_path / "w"))
   assert "\n" not in str(caught.value)
   assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_a_float_label_makes_any_pair_transformation_a_regression(tmp_path, gpt_pretrained):
+  overrides = {**PAIRS, "data.transformation": "entailment", "data.label_field": "score"}
+  config = gpt_config(gpt_pretrained, **overrides, **{"train.num_steps": 2})
+  final = registry.train(config, str(tmp_path / "w"))
+  assert {"test_pearson", "test_spearman", "test_mse", "eval_mse"} <= set(final)
+  assert "test_accuracy" not in final
 
 
 def test_an_empty_side_names_the_example(gpt_pretrained):
@@ -320,14 +326,15 @@ def test_fine_tuning_an_hf_gpt1_keeps_its_bpe_tokenizer_and_resumes(tmp_path, gp
   openai_gpt.save_openai_gpt(hf_dir, config, params)
   for name in ("vocab.json", "merges.txt"):
     shutil.copy(golden / "openai_gpt_tokenizer" / name, hf_dir / name)
+  original = openai_gpt_tokenizer.openai_gpt_tokenizer_from_dir(hf_dir)
   overrides = {**PAIRS, "data.transformation": "entailment", "init.checkpoint": str(hf_dir),
                "data.max_seq_len": config.max_len}  # fmt: skip
   workdir = tmp_path / "w"
   registry.train(gpt_config(gpt_pretrained, **overrides, **{"train.num_steps": 2}), str(workdir))
   saved = json.loads((workdir / "tokenizer_config.json").read_text())
   assert saved == {"tokenizer_class": "OpenAIGPTTokenizer"}
+  (hf_dir / "vocab.json").unlink()  # the resumed run must read its own copy
   final = registry.train(gpt_config(gpt_pretrained, **overrides), str(workdir))
   assert final["step"] == 3 and np.isfinite(final["test_accuracy"])
   text = "the river city, of water!"
-  original = openai_gpt_tokenizer.openai_gpt_tokenizer_from_dir(hf_dir)
   assert load.saved_tokenizer(workdir).encode(text) == original.encode(text)

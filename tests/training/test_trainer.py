@@ -56,6 +56,24 @@ def test_a_workdir_written_before_configs_named_their_task_is_a_language_model_r
     trainer.check_same_task(str(tmp_path), ml_collections.ConfigDict({"task": "translation"}))
 
 
+def test_a_run_identity_key_added_since_a_workdir_was_written_matches_only_when_unset(
+  tmp_path, tiny_config
+):
+  """A config.json written before `data.extra` existed resumes while the key is unset ("", 0),
+  not once it is set."""
+  task = LanguageModelTask(tiny_config)
+  task.run_identity = (*task.run_identity, "data.extra")
+  saved = json.loads(tiny_config.to_json_best_effort())
+  (tmp_path / "config.json").write_text(json.dumps(saved))  # no data.extra
+  for unset, value in (("", "x"), (0, 3)):
+    config = ml_collections.ConfigDict(tiny_config.to_dict())
+    config.data.extra = unset
+    trainer.check_same_run(str(tmp_path), config, task)
+    config.data.extra = value
+    with pytest.raises(ValueError, match=rf"data.extra: checkpoint None, config {value!r}"):
+      trainer.check_same_run(str(tmp_path), config, task)
+
+
 # --- resume -----------------------------------------------------------------------------------
 
 

@@ -70,6 +70,12 @@ def check_data_config(data_config: Any) -> None:
         f"{', '.join(f'data.{k}' for k in wanted)}; clear data.{key} or use a transformation "
         f"that reads it ({', '.join(takes)})"
       )
+  shortest = 3 if name == "classification" else 5  # the added tokens and a token per side
+  if data_config.max_seq_len < shortest:
+    raise ValueError(
+      f"data.max_seq_len={data_config.max_seq_len} leaves no room for text beside the added "
+      f"tokens of {name!r}; raise data.max_seq_len to at least {shortest}"
+    )
   if name == "multiple_choice" and data_config.num_choices < 2:
     raise ValueError(
       f"data.num_choices={data_config.num_choices}: a multiple-choice question needs >= 2 "

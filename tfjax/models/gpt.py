@@ -218,7 +218,9 @@ class GPTForFineTuning(nn.Module):
     if self.combine not in ("sum", "choices"):
       raise ValueError(f"combine={self.combine!r}: use 'sum' or 'choices'")
     self.gpt = GPT(self.config, self.activation_sharding)
-    self.dropout = nn.Dropout(self.classifier_dropout_rate)
+    # Multiple choice: one mask per example, shared by its answers (the authors' train.py).
+    shared = (1,) if self.combine == "choices" else ()
+    self.dropout = nn.Dropout(self.classifier_dropout_rate, broadcast_dims=shared)
     self.classifier = nn.Dense(
       self.num_outputs if self.combine == "sum" else 1,
       kernel_init=_init(self.config),

@@ -1,5 +1,6 @@
 """Fine-tuning BERT as a sequence classifier, on single texts or pairs (Devlin et al. 2018,
-§4.1): the pooled [CLS] output, a linear layer, cross-entropy; reports test accuracy."""
+§4.1): the pooled [CLS] output, a linear layer, cross-entropy; or on multiple choice (§4.4):
+each answer paired with the text, one score each, a softmax over them. Reports test accuracy."""
 
 from typing import Any
 
@@ -15,13 +16,14 @@ from tfjax.training.step import LossFn, accuracy, cross_entropy_loss
 from tfjax.training.task import TaskData
 
 
-def classification_loss_fn(model: BertForSequenceClassification) -> LossFn:
+def classification_loss_fn(model: nn.Module) -> LossFn:
   """Mean cross-entropy over the (weighted) examples; aux["num_tokens"] counts examples."""
 
   def loss_fn(
     params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool
   ) -> tuple[jax.Array, dict]:
-    logits = apply_bert(model, params, batch, dropout_rng, deterministic)  # [b, num_labels]
+    # [b, num_labels], or [b, choices]
+    logits = apply_bert(model, params, batch, dropout_rng, deterministic)
     weights = batch.get("weights")
     loss, num_examples = cross_entropy_loss(logits, batch["label"], weights)
     return loss, {
@@ -33,8 +35,9 @@ def classification_loss_fn(model: BertForSequenceClassification) -> LossFn:
 
 
 class ClassificationTask(FineTuningTask):
-  """A sequence classifier (single texts or pairs): the baseline of the transfer-learning claim
-  is the same task with `init.load_weights=False`. Reports test accuracy."""
+  """A sequence classifier (single texts or pairs) or a multiple-choice scorer
+  (`data.choices_field`): the baseline of the transfer-learning claim is the same task with
+  `init.load_weights=False`. Reports test accuracy."""
 
   task_name = "classification"
   run_identity = (
@@ -52,6 +55,12 @@ class ClassificationTask(FineTuningTask):
     "init.load_weights",
     "train.seed",
   )
+
+  @property
+  def seq_len(self) -> int:
+    """Tokens of one row: a sequence per answer for multiple choice."""
+    choices = self.config.data.get("num_choices") if self.config.data.get("choices_field") else 1
+    return self.config.data.max_seq_len * choices
 
   def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
     self.setup(workdir)

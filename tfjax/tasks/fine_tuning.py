@@ -8,6 +8,7 @@ import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from absl import logging
 
 from tfjax.data import pipeline
@@ -120,15 +121,21 @@ class FineTuningTask(Task):
     eval_batches = pipeline.eval_batches(evaluation, self.config.train.batch_size)
     return TaskData(train_iter, eval_batches, self.tokenizer.save)
 
-  def pretrained_body(self, params: Any) -> Any:
-    """The pre-trained body of init.checkpoint, as it goes under `body_key` in `params`."""
+  def init_params(self, rng: jax.Array) -> Any:
+    """Fresh parameters, from one row of data.max_seq_len tokens (a row of a multiple-choice
+    batch holds several: `seq_len` counts them all)."""
+    tokens = jnp.zeros((1, self.config.data.max_seq_len), jnp.int32)
+    return self.model().init(rng, tokens)["params"]
+
+  def pretrained_body(self) -> Any:
+    """The pre-trained body of init.checkpoint, as it goes under `body_key` in the params."""
     return load.load(self.config.init.checkpoint, "bert", head="model", tokenizer=False).params
 
   def initial_params(self, params: Any) -> Any:
     init = self.config.init
     if not init.load_weights:
       return params
-    body = self.pretrained_body(params)
+    body = self.pretrained_body()
     expected = jax.tree.map(lambda x: (x.shape, x.dtype), params[self.body_key])
     got = jax.tree.map(lambda x: (x.shape, x.dtype), body)
     if expected != got:
@@ -140,4 +147,4 @@ class FineTuningTask(Task):
     return {**params, self.body_key: body}
 
   def flops_per_token(self, abstract_params: Any) -> float:
-    return bert_flops_per_token(self.model_config, abstract_params, self.seq_len)
+    return bert_flops_per_token(self.model_config, abstract_params, self.config.data.max_seq_len)

@@ -181,7 +181,7 @@ class GPTFineTuningTask(FineTuningTask):
     tokens = jnp.zeros((1, c, self.config.data.max_seq_len), jnp.int32)
     return self.model().init(rng, tokens, jnp.zeros((1, c), jnp.int32))["params"]
 
-  def pretrained_body(self, params: Any) -> Any:
+  def pretrained_body(self) -> Any:
     """The LM of init.checkpoint with start, delimiter and extract appended (`gpt.add_tokens`)."""
     lm = load.load(self.config.init.checkpoint, "gpt", tokenizer=False)
     rng = jax.random.fold_in(jax.random.key(self.config.train.seed), 1)
@@ -191,9 +191,14 @@ class GPTFineTuningTask(FineTuningTask):
     return fine_tuning_loss_fn(model, self.config.fine_tuning.lm_coef, self._data.regression)
 
   def flops_per_token(self, abstract_params: Any) -> float:
-    return gpt_flops_per_token(
+    """A GPT's, less the tied LM head's matmul when lm_coef = 0 skips it."""
+    flops = gpt_flops_per_token(
       self.model_config, abstract_params["gpt"], self.config.data.max_seq_len
     )
+    if self.config.fine_tuning.lm_coef == 0:
+      vocab = self.model_config.vocab_size + NUM_ADDED_TOKENS
+      flops -= 6 * vocab * self.model_config.d_model
+    return flops
 
   def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
     model = self.model()

@@ -102,10 +102,12 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict, task: Task) 
     for k in saved_model
     if k not in MAY_CHANGE_ON_RESUME and saved_model[k] != current_model[k]
   ]
+  # A key the saved config lacks is an option added since: the same run when it is unset now.
+  same = lambda a, b: a == b or (a is None and not b)
   diffs += [
     f"{key}: checkpoint {lookup(saved, key)!r}, config {lookup(current, key)!r}"
     for key in task.run_identity
-    if lookup(saved, key) != lookup(current, key)
+    if not same(lookup(saved, key), lookup(current, key))
   ]
   if diffs:
     raise ValueError(
