@@ -20,7 +20,7 @@ from absl import logging
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
 from tfjax.data.tokenizers import openai_gpt as openai_gpt_tokenizer
-from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
+from tfjax.data.tokenizers.sentencepiece import MODEL_FILE, SentencePieceTokenizer
 from tfjax.hub import bert as bert_hub
 from tfjax.hub import gpt2, openai_gpt
 from tfjax.hub import vit as vit_hub
@@ -32,7 +32,7 @@ from tfjax.models.vit import ViT, ViTConfig
 from tfjax.training import checkpoint
 
 CONFIG_FILE = "config.json"
-SENTENCEPIECE_FILE = "tokenizer.model"  # what the GPT and translation tasks save
+SENTENCEPIECE_FILE = MODEL_FILE  # what the GPT and translation tasks save
 
 
 class Loaded(NamedTuple):
@@ -276,17 +276,17 @@ def _load_tokenizer(family: str, root: pathlib.Path, source: str, config: Any) -
         f"{config.vocab_size}; use the vocabulary files saved with this checkpoint"
       )
     return tokenizer
-  path = root / SENTENCEPIECE_FILE
   fix = (
     f"run python -m train.train again with the run's --config and --workdir={root}: it resumes "
     f"from the latest checkpoint and writes {SENTENCEPIECE_FILE} again"
   )
-  if not path.is_file():
-    raise FileNotFoundError(f"{root} has no {SENTENCEPIECE_FILE}; {fix}")
   try:
-    return SentencePieceTokenizer.load(path)
+    tokenizer = saved_tokenizer(root)
   except ValueError as e:
     raise ValueError(f"{e}; {fix}") from e
+  if tokenizer is None:
+    raise FileNotFoundError(f"{root} has no {SENTENCEPIECE_FILE}; {fix}")
+  return tokenizer
 
 
 def load_tokenizer(path: str | pathlib.Path, family: str) -> Any:

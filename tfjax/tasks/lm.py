@@ -1,8 +1,6 @@
 """The causal language-modelling task: next-token loss of a GPT on token windows."""
 
 import math
-import os
-import shutil
 from typing import Any
 
 import jax
@@ -81,9 +79,7 @@ class LanguageModelTask(Task):
       train_cfg.batch_size,
       train_cfg.eval_batches,
     )
-    model_path = self._data.tokenizer.model_path
-    save = lambda workdir: shutil.copyfile(model_path, os.path.join(workdir, "tokenizer.model"))
-    return TaskData(train_iter, eval_batches, save)
+    return TaskData(train_iter, eval_batches, self._data.tokenizer.save)
 
   def model(self, activation_sharding: Any = None) -> GPT:
     return GPT(self.model_config, activation_sharding=activation_sharding)

@@ -4,7 +4,6 @@ smoothing, and BLEU of greedy and beam-search translations of the test split at 
 
 import json
 import os
-import shutil
 from typing import Any
 
 import jax
@@ -144,10 +143,7 @@ class TranslationTask(Task):
     eval_batches = translation_data.eval_batches(
       pack(self._data.ids(data_cfg.eval_split)), train_cfg.batch_size, train_cfg.eval_batches
     )
-    save = lambda workdir: shutil.copyfile(
-      tokenizer.model_path, os.path.join(workdir, "tokenizer.model")
-    )
-    return TaskData(train_iter, eval_batches, save)
+    return TaskData(train_iter, eval_batches, tokenizer.save)
 
   def model(self, activation_sharding: Any = None) -> Transformer:
     return Transformer(self.model_config, activation_sharding=activation_sharding)
@@ -221,7 +217,7 @@ class TranslationTask(Task):
 def check_workdir_tokenizer(workdir: str, tokenizer: tokenizer_lib.SentencePieceTokenizer):
   """A workdir's checkpoints belong to the vocabulary saved beside them: a different one (same
   size, other pieces) would silently map every token to another."""
-  path = os.path.join(workdir, "tokenizer.model")
+  path = os.path.join(workdir, tokenizer_lib.MODEL_FILE)
   if os.path.exists(path) and tokenizer_lib.SentencePieceTokenizer.load(path).sha256 != (
     tokenizer.sha256
   ):

@@ -112,7 +112,9 @@ class SentencePieceTokenizer(Tokenizer):
     """Writes the model as `directory/tokenizer.model`, the file a workdir holds."""
     target = pathlib.Path(directory) / MODEL_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(self.serialized_model_proto())
+    partial = target.with_name(target.name + ".partial")  # a crash leaves the old file whole
+    partial.write_bytes(self.serialized_model_proto())
+    os.replace(partial, target)
     return target
 
   def __repr__(self) -> str:
