@@ -9,7 +9,9 @@ Spearman correlations. 2-core CPU.
 The documents are paragraphs of 50 to 200 words: each order is cut to max_seq_len (the count is
 logged).
 Expected: test Pearson and Spearman correlations with the human ratings, and the mean
-squared error beside predicting the training mean.
+squared error beside predicting the training mean. A model must beat what reads no text:
+each document's mean training rating (mean_i + mean_j - mean) scores test Pearson 0.353,
+Spearman 0.383 (documents recur across the pair splits; see tfjax/data/datasets/lee_similarity.py).
 """
 
 import ml_collections

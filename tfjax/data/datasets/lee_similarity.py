@@ -12,7 +12,10 @@ One example per pair i < j: TEXT_A (document i), TEXT_B (document j), SIMILARITY
 written: in [0.2, 1]) and PAIR ([i, j], 0-based lines of lee.cor). A similarity task for GPT-1
 (Radford et al. 2018, §3.3: both orders encoded), scored by Pearson / Spearman correlation.
 Splits are 70/15/15 from a SHA-256 of the pair: a document appears in every split, a pair in
-one. Importing this module registers the builder.
+one (857 / 170 / 198). Mind what that lets through: predicting mean_i + mean_j - mean, each
+document's mean rating over its training pairs, reads no text and scores test Pearson 0.353,
+Spearman 0.383 (50 documents are too few to split by document). Importing this module
+registers the builder.
 """
 
 import pathlib
