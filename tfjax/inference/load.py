@@ -19,6 +19,7 @@ from absl import logging
 
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
+from tfjax.data.tokenizers import hf_bpe
 from tfjax.data.tokenizers import openai_gpt as openai_gpt_tokenizer
 from tfjax.data.tokenizers.sentencepiece import MODEL_FILE, SentencePieceTokenizer
 from tfjax.hub import bert as bert_hub
@@ -305,11 +306,12 @@ BPE_TOKENIZERS = {
 
 def saved_tokenizer(directory: str | pathlib.Path) -> Any | None:
   """The tokenizer a run saved in its workdir: tokenizer.model, or vocab.json + merges.txt
-  beside a tokenizer_config.json naming the class (`gpt2.save_bpe`); None when it holds none."""
+  beside a tokenizer_config.json naming the class (`hf_bpe.BPETokenizer.save`); None when it
+  holds none."""
   root = pathlib.Path(directory)
   if (root / SENTENCEPIECE_FILE).is_file():
     return SentencePieceTokenizer.load(root / SENTENCEPIECE_FILE)
-  config = root / gpt2_tokenizer.TOKENIZER_CONFIG_FILE
+  config = root / hf_bpe.TOKENIZER_CONFIG_FILE
   if not config.is_file():
     return None
   name = str(json.loads(config.read_text()).get("tokenizer_class")).removesuffix("Fast")

@@ -14,16 +14,13 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from tfjax.data.tokenizers import base
-from tfjax.data.tokenizers.gpt2 import save_bpe
+from tfjax.data.tokenizers import hf_bpe
 
 UNK_TOKEN = "<unk>"
 END_OF_WORD = "</w>"
-VOCAB_FILE = "vocab.json"
-MERGES_FILE = "merges.txt"
 
 
-class OpenAIGPTTokenizer(base.Tokenizer):
+class OpenAIGPTTokenizer(hf_bpe.BPETokenizer):
   """Text <-> GPT-1 token ids; picklable. Its one special token is "<unk>" (`unk_id`, None when
   the vocabulary has none: then text with a symbol it lacks cannot be encoded). GPT-1 has no
   pad, BOS or EOS; fine-tuning appends its start, delimiter and extract tokens to the model's
@@ -33,31 +30,21 @@ class OpenAIGPTTokenizer(base.Tokenizer):
   `unk_id`, as transformers reads it).
   """
 
-  def __init__(self, tokenizer: Tokenizer):
-    self._tokenizer = tokenizer
-    self.unk_id = tokenizer.token_to_id(UNK_TOKEN)
-    self._vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+  special_token = UNK_TOKEN
+  tokenizer_class = "OpenAIGPTTokenizer"
+  out_of_range_hint = (
+    "a model with added tokens (GPT-1 fine-tuning's start, delimiter, extract) or a padded "
+    "vocabulary can produce them"
+  )
 
   @property
-  def vocab_size(self) -> int:
-    """Number of ids (40,478 for GPT-1); models may have more (fine-tuning's added tokens)."""
-    return self._vocab_size
-
-  def encode(self, text: str, *, allow_special: bool = False) -> list[int]:
-    """Token ids of `text`; `allow_special` maps "<unk>" in it to unk_id."""
-    if not allow_special or self.unk_id is None:
-      return self.encode_batch([text])[0]
-    pieces = self.encode_batch(text.split(UNK_TOKEN))  # as transformers splits added tokens
-    ids = pieces[0]
-    for piece in pieces[1:]:
-      ids.append(self.unk_id)
-      ids.extend(piece)
-    return ids
+  def unk_id(self) -> int | None:
+    return self._special_id
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     """`encode` of many texts at once (parallel in Rust), "<unk>" read as plain text."""
     try:
-      encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+      return super().encode_batch(texts)
     except Exception as e:  # tokenizers raises a bare Exception for a missing unk token
       if self.unk_id is not None or UNK_TOKEN not in str(e):
         raise
@@ -65,23 +52,10 @@ class OpenAIGPTTokenizer(base.Tokenizer):
         f"the text holds a character this vocabulary lacks, and the vocabulary has no "
         f"{UNK_TOKEN!r} to stand for it; replace such characters before encoding"
       ) from None
-    return [encoding.ids for encoding in encodings]
-
-  def save(self, directory: str | Path) -> Path:
-    """vocab.json + merges.txt + tokenizer_config.json in `directory` (see `gpt2.save_bpe`)."""
-    return save_bpe(self._tokenizer, directory, "OpenAIGPTTokenizer")
 
   def decode(self, ids: Iterable[int]) -> str:
     """Text of `ids`: symbols joined, "</w>" a space (lowercase, as encoded)."""
-    ids = [int(i) for i in ids]
-    bad = [i for i in ids if not 0 <= i < self._vocab_size]
-    if bad:
-      raise ValueError(
-        f"token ids {bad[:5]} are outside the vocabulary [0, {self._vocab_size}); a model with "
-        "added tokens (GPT-1 fine-tuning's start, delimiter, extract) or a padded vocabulary can "
-        "produce them: mask logits >= vocab_size before sampling"
-      )
-    return self._tokenizer.decode(ids, skip_special_tokens=False)
+    return super().decode(ids)
 
 
 def load_openai_gpt_tokenizer(vocab_json: str | Path, merges_txt: str | Path) -> OpenAIGPTTokenizer:
@@ -106,13 +80,5 @@ def load_openai_gpt_tokenizer(vocab_json: str | Path, merges_txt: str | Path) ->
 
 def openai_gpt_tokenizer_from_dir(path: str | Path) -> OpenAIGPTTokenizer:
   """Tokenizer of an HF OpenAI GPT model directory (the one holding config.json)."""
-  directory = Path(path)
-  if not directory.is_dir():
-    raise FileNotFoundError(f"model directory not found: {directory}")
-  missing = [name for name in (VOCAB_FILE, MERGES_FILE) if not (directory / name).is_file()]
-  if missing:
-    raise FileNotFoundError(
-      f"{directory} has no {' or '.join(missing)}; an HF OpenAI GPT directory needs both "
-      f"{VOCAB_FILE} and {MERGES_FILE} (download them with the model)"
-    )
-  return load_openai_gpt_tokenizer(directory / VOCAB_FILE, directory / MERGES_FILE)
+  files = hf_bpe.vocabulary_files(path, "an HF OpenAI GPT directory", "download them with it")
+  return load_openai_gpt_tokenizer(*files)
