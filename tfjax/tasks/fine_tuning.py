@@ -128,7 +128,8 @@ class FineTuningTask(Task):
     return self.model().init(rng, tokens)["params"]
 
   def pretrained_body(self) -> Any:
-    """The pre-trained body of init.checkpoint, as it goes under `body_key` in the params."""
+    """The pre-trained body of init.checkpoint, as it goes under `body_key` in the params:
+    here BERT's encoder (a family whose body differs overrides this)."""
     return load.load(self.config.init.checkpoint, "bert", head="model", tokenizer=False).params
 
   def initial_params(self, params: Any) -> Any:
