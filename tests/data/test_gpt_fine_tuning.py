@@ -55,7 +55,7 @@ def test_fewer_answers_than_num_choices_is_an_error_naming_the_example():
 
 def _data(**values):
   base = dict(transformation="classification", text_field="text", text_pair_field="",
-              choices_field="", num_choices=0)  # fmt: skip
+              choices_field="", num_choices=0, max_seq_len=16)  # fmt: skip
   return ml_collections.ConfigDict({**base, **values})
 
 
