@@ -1,5 +1,5 @@
-"""What the 8-device scripts (tests/training/run_*_on_8_devices.py) share: placing one host
-state for a mode, training on a list of batches, and the shardings of a parameter tree. Imported
+"""What the 8-device scripts (tests/training/run_*_on_8_devices.py) share: the runs they
+compare, placing one host state for a mode, training on a list of batches, and the shardings of a parameter tree. Imported
 after the script has set the simulated device count."""
 
 from collections.abc import Callable
@@ -12,6 +12,18 @@ from tfjax.nn.partitioning import ParamAxes, path_str
 from tfjax.training import sharding
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
+
+# The runs every 8-device script compares with "one_device":
+# name: (mode, mesh, devices (None: all 8), grad_accum_steps)
+RUNS = {
+  "one_device": ("jit", {"data": 1}, 1, 1),
+  "jit_data8": ("jit", {"data": -1}, None, 1),
+  "jit_fsdp4": ("jit", {"data": 2, "fsdp": 4}, None, 1),
+  "jit_tensor2": ("jit", {"data": 2, "fsdp": 2, "tensor": 2}, None, 1),
+  "shard_map": ("shard_map", {"data": -1}, None, 1),
+  "pmap": ("pmap", {"data": -1}, None, 1),
+  "jit_data8_accum2": ("jit", {"data": -1}, None, 2),
+}
 
 
 def start(parallel: Parallel, host_state: TrainState) -> TrainState:

@@ -28,7 +28,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tests.training.device_runs import flat_params, shardings_on_2x2x2, start, train  # noqa: E402
+from tests.training.device_runs import (  # noqa: E402
+  RUNS,
+  flat_params,
+  shardings_on_2x2x2,
+  start,
+  train,
+)
 from tfjax.data.seq2seq import Pairs, pack_pairs  # noqa: E402
 from tfjax.models import transformer  # noqa: E402
 from tfjax.models.transformer import Transformer, TransformerConfig  # noqa: E402
@@ -57,17 +63,6 @@ TRAIN = dict(schedule="inverse_sqrt", learning_rate=0.05, warmup_steps=2, b1=0.9
              eps=1e-12, weight_decay=0.0, grad_clip_norm=0.0)  # fmt: skip
 BATCH, SEQ, STEPS = 16, MODEL.max_len, 4  # rows of SEQ token slots per side
 PAD, BOS, EOS, FIRST_WORD = 0, 1, 2, 3
-
-# name: (mode, mesh, devices (None: all 8), grad_accum_steps)
-RUNS = {
-  "one_device": ("jit", {"data": 1}, 1, 1),
-  "jit_data8": ("jit", {"data": -1}, None, 1),
-  "jit_fsdp4": ("jit", {"data": 2, "fsdp": 4}, None, 1),
-  "jit_tensor2": ("jit", {"data": 2, "fsdp": 2, "tensor": 2}, None, 1),
-  "shard_map": ("shard_map", {"data": -1}, None, 1),
-  "pmap": ("pmap", {"data": -1}, None, 1),
-  "jit_data8_accum2": ("jit", {"data": -1}, None, 2),
-}
 
 
 # ------------------------------------------------------------------------------ data

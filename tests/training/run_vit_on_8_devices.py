@@ -24,7 +24,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tests.training.device_runs import flat_params, shardings_on_2x2x2, start, train  # noqa: E402
+from tests.training.device_runs import (  # noqa: E402
+  RUNS,
+  flat_params,
+  shardings_on_2x2x2,
+  start,
+  train,
+)
 from tfjax.models import vit  # noqa: E402
 from tfjax.tasks.image_classification import image_loss_fn  # noqa: E402
 from tfjax.training import optimizer, sharding  # noqa: E402
@@ -39,17 +45,6 @@ MODEL = vit.ViTConfig(
 TRAIN = dict(learning_rate=1e-2, warmup_steps=1, num_steps=100, weight_decay=0.01,
              grad_clip_norm=1.0)  # fmt: skip
 BATCH, STEPS = 16, 4
-
-# name: (mode, mesh, devices (None: all 8), grad_accum_steps)
-RUNS = {
-  "one_device": ("jit", {"data": 1}, 1, 1),
-  "jit_data8": ("jit", {"data": -1}, None, 1),
-  "jit_fsdp4": ("jit", {"data": 2, "fsdp": 4}, None, 1),
-  "jit_tensor2": ("jit", {"data": 2, "fsdp": 2, "tensor": 2}, None, 1),
-  "shard_map": ("shard_map", {"data": -1}, None, 1),
-  "pmap": ("pmap", {"data": -1}, None, 1),
-  "jit_data8_accum2": ("jit", {"data": -1}, None, 2),
-}
 
 
 def batches(num: int) -> list[dict[str, np.ndarray]]:
