@@ -5,7 +5,7 @@ configs/gpt_tiny_choice.py.
 
   python -m train.train --config=configs/bert_tiny_choice.py --workdir=workdir/bert_tiny_choice
 
-Expected: test accuracy beside chance, 0.25 (README "GPT fine-tuning"). BIG-bench's social_iqa:
+Expected: test accuracy beside chance, 0.25. BIG-bench's social_iqa:
 --config.data.name=bigbench/social_iqa --config.data.num_choices=3.
 """
 

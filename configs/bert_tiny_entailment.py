@@ -6,7 +6,7 @@ docstring says how to get the optional BIG-bench archive.
   python -m train.train --config=configs/bert_tiny_entailment.py \
       --workdir=workdir/bert_tiny_entailment
 
-Expected: test accuracy beside always the most frequent relation (README "GPT fine-tuning").
+Expected: test accuracy beside always the most frequent relation.
 """
 
 import ml_collections

@@ -7,7 +7,7 @@ the same topic; each article in its pre-training split), GPT-1's transformation
 
 For BIG-bench's social_iqa (1,954 questions, 3 answers; the optional bigbench archive, see
 configs/gpt_tiny_entailment.py): --config.data.name=bigbench/social_iqa
---config.data.num_choices=3. Results in README "GPT fine-tuning".
+--config.data.num_choices=3. Compared with BERT by benchmarks/gpt_vs_bert.py.
 Expected: test accuracy beside chance (1 / num_choices).
 """
 

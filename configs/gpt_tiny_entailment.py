@@ -10,7 +10,8 @@ it the run stops with the download command. Then, as configs/gpt_tiny_topics.py:
       --workdir=workdir/gpt_tiny_entailment
 
 For VitaminC fact verification (54,668 claim / evidence pairs, 3-way):
---config.data.name=bigbench/vitaminc_fact_verification. Results in README "GPT fine-tuning".
+--config.data.name=bigbench/vitaminc_fact_verification. Compared with BERT by
+benchmarks/gpt_vs_bert.py.
 Expected: test accuracy beside always the most frequent relation.
 """
 

@@ -15,10 +15,9 @@ auxiliary LM loss):
       --workdir=workdir/gpt_tiny_topics_no_lm --config.fine_tuning.lm_coef=0
 
 The fine-tuning budget and optimizer are those of configs/bert_tiny_topics.py (300 steps of 32,
-lr 3e-4, 10% warmup, linear decay): GPT vs BERT in README "GPT fine-tuning". To fine-tune an
+lr 3e-4, 10% warmup, linear decay): GPT vs BERT by benchmarks/gpt_vs_bert.py. To fine-tune an
 imported HF GPT-2 or GPT-1 instead: --config.init.checkpoint=<its directory>.
-Expected: validation and test accuracy printed beside the most frequent topic's (0.215);
-the measured rows are in README "GPT fine-tuning".
+Expected: validation and test accuracy printed beside the most frequent topic's (0.215).
 """
 
 import ml_collections
