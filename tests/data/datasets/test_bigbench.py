@@ -54,6 +54,21 @@ def social_examples() -> list[dict]:
   return examples
 
 
+def xsum_examples() -> list[dict]:
+  """gem/xsum's layout: {input: the article, a sentence a line; target: one summary; comment}."""
+  examples = []
+  for i in range(N):
+    article = f"Mayor {i} opened a bridge on Monday.\nIt cost {i} pounds.\nLocals cheered."
+    examples.append(
+      {
+        "input": article + ("\n" if i % 4 == 0 else ""),  # stripped by the builder
+        "target": f"A town got a bridge worth {i} pounds.",
+        "comment": f"invented-{i}",
+      }
+    )
+  return examples
+
+
 # Defects (of the kind the real social_iqa has) appended after the N good examples.
 TWO_ANSWERS = {"input": "Bo sang. How would Bo feel? ", "target_scores": {"Glad": 1, "Sad": 0}}
 REPEAT = {"input": "Al ate. Why? ", "target_scores": {"Hungry": 1, "Bored": 0, "Tired": 0}}
@@ -67,16 +82,32 @@ def fake_tasks() -> dict[str, list[dict]]:
     "epistemic_reasoning": epistemic_examples(),
     "vitaminc_fact_verification": vitaminc_examples(),
     "social_iqa": social_examples() + SOCIAL_DEFECTS,
+    "gem_xsum": xsum_examples(),
   }
 
 
+# Task-level fields beside "examples", as gem/xsum's task.json has them (values invented).
+TASK_FIELDS = {
+  "gem_xsum": {
+    "keywords": ["summarization"],
+    "metrics": ["bleu", "rouge"],
+    "task_prefix": "",
+    "example_input_prefix": "\nsum it up: ",
+    "example_output_prefix": "\nin one line: ",
+  }
+}
+
+
 def write_archive(path, tasks: dict[str, list[dict]]) -> None:
-  """A .tar.gz with bigbench's layout: a few other members, then each task's task.json."""
+  """A .tar.gz with bigbench's layout: a few other members, then each task's task.json (a
+  config name such as gem_xsum goes to its path, gem/xsum)."""
   path.parent.mkdir(parents=True, exist_ok=True)
   members = {"bigbench-1.0.0/PKG-INFO": b"Name: bigbench\n"}
   for task, examples in tasks.items():
-    task_json = {"canary": "invented test data", "name": task, "examples": examples}
-    members[bigbench.TASK_MEMBER.format(task=task)] = json.dumps(task_json).encode()
+    path_in_archive = bigbench.TASK_PATHS.get(task, task)
+    task_json = {"canary": "invented test data", "name": path_in_archive.split("/")[-1]}
+    task_json.update(TASK_FIELDS.get(task, {}), examples=examples)
+    members[bigbench.TASK_MEMBER.format(task=path_in_archive)] = json.dumps(task_json).encode()
   with tarfile.open(path, "w:gz") as tar:
     for name, content in members.items():
       info = tarfile.TarInfo(name)
@@ -159,6 +190,21 @@ def test_multiple_choice_keeps_the_file_order_and_drops_the_defects(built):
   assert sorted(builder.info.features.keys()) == ["choices", "context", "label"]
 
 
+def test_summaries_keep_the_article_lines_and_the_one_summary(built):
+  builder, splits = built["gem_xsum"]
+  assert sorted(builder.info.features.keys()) == ["article", "summary"]
+  assert builder.info.supervised_keys == ("article", "summary")
+  got = {(e["article"], e["summary"]) for split in SPLITS for e in splits[split]}
+  expected = {
+    (
+      f"Mayor {i} opened a bridge on Monday.\nIt cost {i} pounds.\nLocals cheered.",
+      f"A town got a bridge worth {i} pounds.",
+    )
+    for i in range(N)
+  }
+  assert got == expected  # the trailing newline stripped, nothing stripped in front
+
+
 def test_splits_add_up_and_follow_the_input_hash(built):
   for task, (builder, _) in built.items():
     sizes = {split: builder.info.splits[split].num_examples for split in SPLITS}
@@ -170,10 +216,16 @@ def test_splits_add_up_and_follow_the_input_hash(built):
     for e in splits[split]:
       prompt = f"Premise: {e['premise']} Hypothesis: {e['hypothesis']}"
       assert bigbench.Bigbench.split_of(prompt) == split
+  _, splits = built["gem_xsum"]
+  inputs = {e["input"].strip(): e["input"] for e in xsum_examples()}
+  for split in SPLITS:
+    for e in splits[split]:
+      assert bigbench.Bigbench.split_of(inputs[e["article"]]) == split  # the unstripped input
 
 
-def test_a_missing_archive_is_one_line_with_the_path_and_the_download_command(tmp_path):
-  builder = tfds.builder("bigbench/social_iqa", data_dir=str(tmp_path))
+@pytest.mark.parametrize("task", ["social_iqa", "gem_xsum"])
+def test_a_missing_archive_is_one_line_with_the_path_and_the_download_command(tmp_path, task):
+  builder = tfds.builder(f"bigbench/{task}", data_dir=str(tmp_path))
   with pytest.raises(FileNotFoundError) as raised:
     builder.download_and_prepare()
   message = str(raised.value)
@@ -234,3 +286,26 @@ def test_an_archive_without_the_task_says_so(tmp_path):
     ValueError, match=r"has no bigbench-1\.0\.0/.*/epistemic_reasoning/task\.json"
   ):
     bigbench.read_task(tmp_path / bigbench.ARCHIVE, "epistemic_reasoning")
+
+
+@pytest.mark.parametrize(
+  "example, problem",
+  [
+    ({"input": "An article.", "target": ["One.", "Two."]}, "not one article and one summary"),
+    ({"input": "An article.", "target": "  "}, "the input or the target is empty"),
+    ({"input": "An article."}, "'target'"),
+  ],
+)
+def test_a_summary_example_that_does_not_parse_is_named(example, problem):
+  with pytest.raises(
+    ValueError, match=rf"bigbench/gem_xsum example 1 does not parse \(.*{problem}"
+  ):
+    bigbench.parse_task("gem_xsum", [xsum_examples()[0], example])
+
+
+def test_an_archive_without_gem_xsum_names_its_path(tmp_path):
+  write_archive(tmp_path / bigbench.ARCHIVE, {"social_iqa": social_examples()})
+  with pytest.raises(
+    ValueError, match=r"has no bigbench-1\.0\.0/bigbench/benchmark_tasks/gem/xsum/"
+  ):
+    bigbench.read_task(tmp_path / bigbench.ARCHIVE, "gem_xsum")

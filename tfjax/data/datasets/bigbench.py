@@ -1,9 +1,10 @@
-"""TFDS builder `bigbench`: three BIG-bench tasks as entailment and multiple-choice datasets.
+"""TFDS builder `bigbench`: four BIG-bench tasks as entailment, multiple-choice and
+summarisation datasets.
 
 BIG-bench (Srivastava et al. 2023) ships its tasks as `task.json` files of prompt strings with
-scored answers; the PyPI source archive `bigbench-1.0.0.tar.gz` holds them all. We read three
-straight from that archive, found in the build's manual dir, and parse each prompt into fields
-for GPT-1-style fine-tuning (Radford et al. 2018, §3.3):
+scored answers or target texts; the PyPI source archive `bigbench-1.0.0.tar.gz` holds them all.
+We read four straight from that archive, found in the build's manual dir, and parse each prompt
+into fields for GPT-1-style fine-tuning (Radford et al. 2018, §3.3) or for summarisation:
 
   bigbench/epistemic_reasoning         PREMISE, HYPOTHESIS, LABEL: entailment / non-entailment
   bigbench/vitaminc_fact_verification  PREMISE (the Wikipedia title and passage), HYPOTHESIS (the
@@ -12,6 +13,10 @@ for GPT-1-style fine-tuning (Radford et al. 2018, §3.3):
   bigbench/social_iqa                  CONTEXT (situation and question), CHOICES (3, in the
                                        file's order), LABEL: index of the right one (Sap et al.
                                        2019, Social IQa)
+  bigbench/gem_xsum                    ARTICLE (a BBC article, a sentence a line), SUMMARY (its
+                                       one-sentence human summary): 1,001 examples of GEM's
+                                       XSum test set (Narayan et al. 2018; Gehrmann et al. 2021),
+                                       the task `gem/xsum`
 
 Canary: BIG-bench's task files carry a canary string asking that their text never appear in
 training corpora. Never commit or redistribute their text (tests use invented examples in the
@@ -22,9 +27,11 @@ bigbench` (it pulls TensorFlow, t5 and seqio): download the archive with `--no-d
 An example that does not parse is an error naming the task and the example's index. social_iqa
 has two known defects, dropped with a log line: 4 examples with only 2 answers, and 5 inputs
 repeated with the same answers but a different right one (no right answer to learn or score).
-Splits are 80/10/10 from a SHA-256 of the input (repeats share a split), or for
-vitaminc_fact_verification of the Wikipedia title (see `split_key`). Importing this module
-registers the builder.
+gem/xsum's examples are {input, target, comment}: one target string each, and the input is the
+bare article (the task's `example_input_prefix` is added by BIG-bench when it prompts, so there
+is nothing to strip). Splits are 80/10/10 from a SHA-256 of the input (repeats share a split),
+or for vitaminc_fact_verification of the Wikipedia title (see `split_key`); gem_xsum's are 806 /
+89 / 106. Importing this module registers the builder.
 """
 
 import collections
@@ -58,6 +65,11 @@ ENTAILMENT_LABELS = {
   "vitaminc_fact_verification": ("True", "False", "Neither"),
 }
 NUM_CHOICES = {"social_iqa": 3}
+# The features of the summarisation tasks, and the tasks. A task in a folder of the archive
+# (gem/xsum) is the config of its path with "_" for "/" (gem_xsum): TASK_PATHS.
+ARTICLE, SUMMARY = "article", "summary"
+SUMMARY_TASKS = ("gem_xsum",)
+TASK_PATHS = {"gem_xsum": "gem/xsum"}
 
 # The (prefix, separator) of each entailment task's prompts: "Premise: <premise> Hypothesis:
 # <hypothesis>"; "<title>: <passage>\nClaim: <claim>", whose premise keeps the title (evidence).
@@ -103,8 +115,9 @@ def archive_path(dl_manager: tfds.download.DownloadManager) -> epath.Path:
 
 
 def read_task(archive: epath.PathLike, task: str) -> list[dict[str, Any]]:
-  """The "examples" of a task's task.json, streamed out of the archive (never extracted)."""
-  member = TASK_MEMBER.format(task=task)
+  """The "examples" of a task's task.json, streamed out of the archive (never extracted); `task`
+  is a config name (gem_xsum) or a path under benchmark_tasks (gem/xsum)."""
+  member = TASK_MEMBER.format(task=TASK_PATHS.get(task, task))
   try:
     with epath.Path(archive).open("rb") as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
       for info in tar:
@@ -148,6 +161,20 @@ def parse_multiple_choice(example: dict[str, Any]) -> dict[str, Any]:
   return {CONTEXT: context, CHOICES: choices, LABEL: choices.index(right)}
 
 
+def parse_summary(example: dict[str, Any]) -> dict[str, Any]:
+  """{ARTICLE (the input), SUMMARY (the target)}, each stripped of surrounding whitespace; a task
+  with several references per example (a list of targets) is not one of these."""
+  article, summary = example["input"], example["target"]
+  if not isinstance(article, str) or not isinstance(summary, str):
+    raise ValueError(
+      f"the input and target are {type(article).__name__} and {type(summary).__name__}, not one "
+      "article and one summary (strings)"
+    )
+  if not article.strip() or not summary.strip():
+    raise ValueError("the input or the target is empty")
+  return {ARTICLE: article.strip(), SUMMARY: summary.strip()}
+
+
 def split_key(task: str, example: dict[str, Any], features: dict[str, Any]) -> str:
   """What decides an example's split: its input, but for vitaminc_fact_verification the title
   of its Wikipedia page. VitaminC pairs each claim with contrastive revisions of one passage:
@@ -168,6 +195,8 @@ def parse_task(task: str, examples: Sequence[dict[str, Any]]) -> list[tuple[int,
     try:
       if task in ENTAILMENT_FORMS:
         features = parse_entailment(task, example)
+      elif task in SUMMARY_TASKS:
+        features = parse_summary(example)
       else:
         features = parse_multiple_choice(example)
       parsed.append((i, split_key(task, example, features), features))
@@ -176,7 +205,9 @@ def parse_task(task: str, examples: Sequence[dict[str, Any]]) -> list[tuple[int,
         f"bigbench/{task} example {i} does not parse ({e}); the archive is not bigbench "
         f"{PACKAGE_VERSION}'s, or its format changed: download {ARCHIVE} again"
       ) from e
-  return drop_defects(task, parsed)
+  # A summarisation example has no right answer to contradict: a repeated article with another
+  # summary is one more reference, in the same split (the split key is the article).
+  return parsed if task in SUMMARY_TASKS else drop_defects(task, parsed)
 
 
 def drop_defects(task: str, parsed: list[tuple[int, str, dict]]) -> list[tuple[int, str, dict]]:
@@ -211,10 +242,11 @@ def drop_defects(task: str, parsed: list[tuple[int, str, dict]]) -> list[tuple[i
 
 
 class Bigbench(OfflineBuilder):
-  """Three BIG-bench tasks parsed for fine-tuning: epistemic_reasoning (2-way entailment),
-  vitaminc_fact_verification (3-way fact verification) and social_iqa (3-way multiple choice),
-  read from the bigbench 1.0.0 source archive in the manual dir. Splits are 80/10/10 from a
-  SHA-256 of the input (of the Wikipedia title for vitaminc_fact_verification)."""
+  """Four BIG-bench tasks parsed for fine-tuning: epistemic_reasoning (2-way entailment),
+  vitaminc_fact_verification (3-way fact verification), social_iqa (3-way multiple choice) and
+  gem_xsum (BBC articles with one-sentence summaries, GEM's XSum), read from the bigbench 1.0.0
+  source archive in the manual dir. Splits are 80/10/10 from a SHA-256 of the input (of the
+  Wikipedia title for vitaminc_fact_verification)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: bigbench 1.0.0's task.json files, 80/10/10."}
@@ -224,6 +256,9 @@ class Bigbench(OfflineBuilder):
       name="vitaminc_fact_verification", description="Fact verification, 3 classes."
     ),
     tfds.core.BuilderConfig(name="social_iqa", description="Multiple choice, 3 answers."),
+    tfds.core.BuilderConfig(
+      name="gem_xsum", description="Summarisation: article -> one-sentence summary (gem/xsum)."
+    ),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
     f"Put {ARCHIVE} (358 MB, left packed) here: {download_command('<this manual dir>')}"
@@ -234,6 +269,10 @@ class Bigbench(OfflineBuilder):
   SPLIT_PER_MILLE = (800, 900)  # 80% train, 10% validation, 10% test.
 
   def _features(self) -> tfds.features.FeaturesDict:
+    if self.builder_config.name in SUMMARY_TASKS:
+      return tfds.features.FeaturesDict(
+        {ARTICLE: tfds.features.Text(), SUMMARY: tfds.features.Text()}
+      )
     labels = ENTAILMENT_LABELS.get(self.builder_config.name)
     if labels is None:
       return multiple_choice_features()
@@ -244,6 +283,9 @@ class Bigbench(OfflineBuilder):
         LABEL: tfds.features.ClassLabel(names=labels),
       }
     )
+
+  def _supervised_keys(self) -> tuple[str, str] | None:
+    return (ARTICLE, SUMMARY) if self.builder_config.name in SUMMARY_TASKS else None
 
   def _examples(self, dl_manager: tfds.download.DownloadManager) -> Iterator[tuple[str, str, dict]]:
     task = self.builder_config.name
