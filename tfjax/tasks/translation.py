@@ -9,7 +9,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import sacrebleu
 from absl import logging
 from jax.experimental import multihost_utils
 
@@ -17,6 +16,7 @@ from tfjax.data import seq2seq as translation_data
 from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 from tfjax.inference import seq2seq
 from tfjax.models.transformer import PARAM_AXES, Transformer, TransformerConfig
+from tfjax.tasks.text_metrics import bleu
 from tfjax.training import checkpoint
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
@@ -72,14 +72,6 @@ def translation_loss_fn(model: Transformer, smoothing: float) -> LossFn:
     return loss, {**aux, "num_tokens": num_tokens}
 
   return loss_fn
-
-
-def bleu(hypotheses: list[str], references: list[str]) -> tuple[Any, str]:
-  """Corpus BLEU of detokenized text with sacrebleu's defaults (13a tokenization, mixed case),
-  and sacrebleu's signature of those settings (to print beside any BLEU we report)."""
-  metric = sacrebleu.metrics.BLEU()
-  score = metric.corpus_score(hypotheses, [references])
-  return score, str(metric.get_signature())
 
 
 class TranslationTask(Task):
