@@ -1,16 +1,20 @@
-"""Tests of the bigbench TFDS builder on a tiny archive in bigbench-1.0.0.tar.gz's layout.
+"""Tests of the bigbench TFDS builder on a tiny archive in bigbench-1.0.0.tar.gz's layout
+(fake_bigbench.py).
 
 Every example here is invented: BIG-bench's own text carries a canary and is never committed.
 """
 
 import collections
-import io
-import json
-import tarfile
 
 import pytest
 import tensorflow_datasets as tfds
 
+from tests.data.datasets.fake_bigbench import (
+  write_archive,
+  xsum_article,
+  xsum_examples,
+  xsum_summary,
+)
 from tfjax.data.datasets import bigbench
 
 SPLITS = ("train", "validation", "test")
@@ -54,21 +58,6 @@ def social_examples() -> list[dict]:
   return examples
 
 
-def xsum_examples() -> list[dict]:
-  """gem/xsum's layout: {input: the article, a sentence a line; target: one summary; comment}."""
-  examples = []
-  for i in range(N):
-    article = f"Mayor {i} opened a bridge on Monday.\nIt cost {i} pounds.\nLocals cheered."
-    examples.append(
-      {
-        "input": article + ("\n" if i % 4 == 0 else ""),  # stripped by the builder
-        "target": f"A town got a bridge worth {i} pounds.",
-        "comment": f"invented-{i}",
-      }
-    )
-  return examples
-
-
 # Defects (of the kind the real social_iqa has) appended after the N good examples.
 TWO_ANSWERS = {"input": "Bo sang. How would Bo feel? ", "target_scores": {"Glad": 1, "Sad": 0}}
 REPEAT = {"input": "Al ate. Why? ", "target_scores": {"Hungry": 1, "Bored": 0, "Tired": 0}}
@@ -82,37 +71,8 @@ def fake_tasks() -> dict[str, list[dict]]:
     "epistemic_reasoning": epistemic_examples(),
     "vitaminc_fact_verification": vitaminc_examples(),
     "social_iqa": social_examples() + SOCIAL_DEFECTS,
-    "gem_xsum": xsum_examples(),
+    "gem_xsum": xsum_examples(N),
   }
-
-
-# Task-level fields beside "examples", as gem/xsum's task.json has them (values invented).
-TASK_FIELDS = {
-  "gem_xsum": {
-    "keywords": ["summarization"],
-    "metrics": ["bleu", "rouge"],
-    "task_prefix": "",
-    "example_input_prefix": "\nsum it up: ",
-    "example_output_prefix": "\nin one line: ",
-  }
-}
-
-
-def write_archive(path, tasks: dict[str, list[dict]]) -> None:
-  """A .tar.gz with bigbench's layout: a few other members, then each task's task.json (a
-  config name such as gem_xsum goes to its path, gem/xsum)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  members = {"bigbench-1.0.0/PKG-INFO": b"Name: bigbench\n"}
-  for task, examples in tasks.items():
-    path_in_archive = bigbench.TASK_PATHS.get(task, task)
-    task_json = {"canary": "invented test data", "name": path_in_archive.split("/")[-1]}
-    task_json.update(TASK_FIELDS.get(task, {}), examples=examples)
-    members[bigbench.TASK_MEMBER.format(task=path_in_archive)] = json.dumps(task_json).encode()
-  with tarfile.open(path, "w:gz") as tar:
-    for name, content in members.items():
-      info = tarfile.TarInfo(name)
-      info.size = len(content)
-      tar.addfile(info, io.BytesIO(content))
 
 
 def decode(value):
@@ -195,13 +155,7 @@ def test_summaries_keep_the_article_lines_and_the_one_summary(built):
   assert sorted(builder.info.features.keys()) == ["article", "summary"]
   assert builder.info.supervised_keys == ("article", "summary")
   got = {(e["article"], e["summary"]) for split in SPLITS for e in splits[split]}
-  expected = {
-    (
-      f"Mayor {i} opened a bridge on Monday.\nIt cost {i} pounds.\nLocals cheered.",
-      f"A town got a bridge worth {i} pounds.",
-    )
-    for i in range(N)
-  }
+  expected = {(xsum_article(i), xsum_summary(i)) for i in range(N)}
   assert got == expected  # the trailing newline stripped, nothing stripped in front
 
 
@@ -217,7 +171,7 @@ def test_splits_add_up_and_follow_the_input_hash(built):
       prompt = f"Premise: {e['premise']} Hypothesis: {e['hypothesis']}"
       assert bigbench.Bigbench.split_of(prompt) == split
   _, splits = built["gem_xsum"]
-  inputs = {e["input"].strip(): e["input"] for e in xsum_examples()}
+  inputs = {e["input"].strip(): e["input"] for e in xsum_examples(N)}
   for split in SPLITS:
     for e in splits[split]:
       assert bigbench.Bigbench.split_of(inputs[e["article"]]) == split  # the unstripped input
@@ -300,7 +254,7 @@ def test_a_summary_example_that_does_not_parse_is_named(example, problem):
   with pytest.raises(
     ValueError, match=rf"bigbench/gem_xsum example 1 does not parse \(.*{problem}"
   ):
-    bigbench.parse_task("gem_xsum", [xsum_examples()[0], example])
+    bigbench.parse_task("gem_xsum", [xsum_examples(N)[0], example])
 
 
 def test_an_archive_without_gem_xsum_names_its_path(tmp_path):
