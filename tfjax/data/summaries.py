@@ -1,0 +1,78 @@
+"""(prompt, response) text pairs of the summarisation datasets, split by split, as Python lists:
+what a prompt->response task trains on and what the text baselines score.
+
+  wiki_vital_articles  the lead extract -> its short description ("Capital city of ...");
+                       articles without a description are left out and counted
+  bigbench/gem_xsum    the BBC article -> its one-sentence summary (the archive goes in TFDS's
+                       manual dir: a missing one is an error giving the download command)
+
+Each dataset is prepared once as array_record (`pipeline.prepared_builder`) and read with
+`tfds.data_source`, without TensorFlow.
+"""
+
+import dataclasses
+
+import ml_collections
+from absl import logging
+
+from tfjax.data import pipeline
+
+# dataset -> (prompt feature, response feature)
+FIELDS = {
+  "wiki_vital_articles": ("extract", "description"),
+  "bigbench/gem_xsum": ("article", "summary"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryPairs:
+  """The pairs of one split, in data-source order: prompts[i] is summarised by responses[i]."""
+
+  prompts: list[str]
+  responses: list[str]
+  dropped: int  # examples left out for an empty prompt or response
+
+  def __len__(self) -> int:
+    return len(self.prompts)
+
+
+def prepared(name: str, data_dir: str | None = None) -> pipeline.PreparedDataset:
+  """The dataset `name` (one of FIELDS), prepared in `data_dir` (the TFDS default when None)
+  unless it is already."""
+  if name not in FIELDS:
+    raise ValueError(f"no summarisation pairs for dataset '{name}'; choose one of {list(FIELDS)}")
+  config = ml_collections.ConfigDict({"name": name, "tfds_data_dir": data_dir or ""})
+  prompt_field, response_field = FIELDS[name]
+  return pipeline.prepare_dataset(config, {"prompt": prompt_field, "response": response_field})
+
+
+def read_pairs(name: str, split: str, data_dir: str | None = None) -> SummaryPairs:
+  """The (prompt, response) pairs of `split` ("train", "test[:10]") of the dataset `name` (one
+  of FIELDS), prepared in `data_dir` (the TFDS default when None) unless it is already."""
+  dataset = prepared(name, data_dir)
+  prompt_field, response_field = FIELDS[name]
+  prompts, responses, dropped = [], [], 0
+  for example in dataset.examples(split):
+    prompt = pipeline.as_text(example[prompt_field]).strip()
+    response = pipeline.as_text(example[response_field]).strip()
+    if prompt and response:
+      prompts.append(prompt)
+      responses.append(response)
+    else:
+      dropped += 1
+  if dropped:
+    logging.info(
+      "%s %s: %d examples without a %s or %s left out",
+      name,
+      split,
+      dropped,
+      prompt_field,
+      response_field,
+    )
+  return SummaryPairs(prompts, responses, dropped)
+
+
+def read_splits(name: str, data_dir: str | None = None) -> dict[str, SummaryPairs]:
+  """`read_pairs` of each split of the dataset: train, validation, test."""
+  splits = prepared(name, data_dir).builder.info.splits
+  return {split: read_pairs(name, split, data_dir) for split in splits}
