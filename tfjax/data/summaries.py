@@ -49,8 +49,17 @@ def prepared(name: str, data_dir: str | None = None) -> pipeline.PreparedDataset
 def read_pairs(name: str, split: str, data_dir: str | None = None) -> SummaryPairs:
   """The (prompt, response) pairs of `split` ("train", "test[:10]") of the dataset `name` (one
   of FIELDS), prepared in `data_dir` (the TFDS default when None) unless it is already."""
+  return _pairs_of(prepared(name, data_dir), split)
+
+
+def read_splits(name: str, data_dir: str | None = None) -> dict[str, SummaryPairs]:
+  """`read_pairs` of each split of the dataset: train, validation, test."""
   dataset = prepared(name, data_dir)
-  prompt_field, response_field = FIELDS[name]
+  return {split: _pairs_of(dataset, split) for split in dataset.builder.info.splits}
+
+
+def _pairs_of(dataset: pipeline.PreparedDataset, split: str) -> SummaryPairs:
+  prompt_field, response_field = FIELDS[dataset.name]
   prompts, responses, dropped = [], [], 0
   for example in dataset.examples(split):
     prompt = pipeline.as_text(example[prompt_field]).strip()
@@ -63,16 +72,10 @@ def read_pairs(name: str, split: str, data_dir: str | None = None) -> SummaryPai
   if dropped:
     logging.info(
       "%s %s: %d examples without a %s or %s left out",
-      name,
+      dataset.name,
       split,
       dropped,
       prompt_field,
       response_field,
     )
   return SummaryPairs(prompts, responses, dropped)
-
-
-def read_splits(name: str, data_dir: str | None = None) -> dict[str, SummaryPairs]:
-  """`read_pairs` of each split of the dataset: train, validation, test."""
-  splits = prepared(name, data_dir).builder.info.splits
-  return {split: read_pairs(name, split, data_dir) for split in splits}
