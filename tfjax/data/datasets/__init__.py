@@ -4,7 +4,8 @@ wiki_vital_articles (the default LM and BERT corpus), wiki_topics and rotten_tom
 classification), the GPT fine-tuning sets: bigbench (entailment: epistemic_reasoning and
 vitaminc_fact_verification; multiple choice: social_iqa; summarisation: gem_xsum; from an
 archive put in the manual dir), lee_similarity (document similarity) and wiki_next_sentence
-(multiple choice), gettext_translations (translation), fashion_mnist_offline and mnist_5k (image classification).
+(multiple choice), gettext_translations (translation), fashion_mnist_offline and mnist_5k
+(image classification).
 """
 
 from tfjax.data.datasets import (  # noqa: F401  (registers the builders with TFDS)
