@@ -60,6 +60,7 @@ def test_a_prompt_too_long_is_cut_from_its_start_keeping_separator_and_response(
   assert pr.cut_prompt(prompt, 3, 14) == prompt  # fits: unchanged
   assert pr.cut_prompt(prompt, 7, 8) == []  # the response alone fills the row
   assert pr.cut_prompt(prompt, 8, 8) is None  # even an empty prompt leaves no room
+  assert pr.cut_prompt(prompt, 3, 8, cut_from="end") == [4, 5, 6, 7]  # its beginning instead
 
 
 def test_encoding_counts_and_logs_the_cut_prompts(caplog):
@@ -139,12 +140,13 @@ def test_packed_rows_hold_examples_end_to_end_with_their_own_segments_and_positi
     ({"max_seq_len": 1}, r"data.max_seq_len=1 leaves no room for the separator and one response"),
     ({"response_field": "extract"}, r"data.prompt_field and data.response_field are both"),
     ({"prompt_field": ""}, r"data.prompt_field is empty"),
+    ({"cut_from": "middle"}, r"data.cut_from='middle': use 'start' .* or 'end'"),
   ],
 )
 def test_a_bad_data_config_is_a_one_line_error(overrides, message):
   config = ml_collections.ConfigDict(
     dict(prompt_field="extract", response_field="description", separator="<summarize>",
-         max_seq_len=8)
+         max_seq_len=8, cut_from="start")
   )  # fmt: skip
   config.update(overrides)
   with pytest.raises(ValueError, match=message) as caught:

@@ -17,9 +17,10 @@ id (1, 2, ...; 0 = padding) and positions restarting at 0, so `GPT(..., segment_
 attention inside each example; or one example per row, then padding (`packing=False`, the
 lecture's `Article tokens <summarize> Article summary padding`). Both give the same loss.
 
-Too long: a prompt that does not fit beside <sep> and its response is cut from its START (the
-end of an article, next to the separator, is kept) and counted; a response that does not fit
-even after an empty prompt is dropped and counted. With `truncate=False` either is an error.
+Too long: a prompt that does not fit beside <sep> and its response is cut from its start (its
+end, next to the separator, is kept; `cut_from="end"` keeps its beginning instead, an article's
+first sentences) and counted; a response that does not fit even after an empty prompt is dropped
+and counted. With `truncate=False` either is an error.
 """
 
 import dataclasses
@@ -36,6 +37,7 @@ Ids = Sequence[int]
 FEATURES = ("inputs", "targets", "weights", "segment_ids", "positions")  # of a row
 EOS_NAME = "<eos>"  # the added EOS of a tokenizer that has none (GPT-1's)
 MIN_SEQ_LEN = 2  # <sep> and one response token as inputs (EOS is only a target)
+CUT_FROM = ("start", "end")  # where a too long prompt loses its tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,11 @@ def check_data_config(data_config: Any) -> None:
     )
   if not data_config.separator:
     raise ValueError("data.separator is empty; name the separator token, e.g. '<summarize>'")
+  if data_config.cut_from not in CUT_FROM:
+    raise ValueError(
+      f"data.cut_from={data_config.cut_from!r}: use 'start' (drop a too long prompt's first "
+      "tokens) or 'end' (its last)"
+    )
   if data_config.max_seq_len < MIN_SEQ_LEN:
     raise ValueError(
       f"data.max_seq_len={data_config.max_seq_len} leaves no room for the separator and one "
@@ -97,14 +104,24 @@ def check_data_config(data_config: Any) -> None:
 # ------------------------------------------------------------------------------ one example
 
 
-def cut_prompt(prompt: Ids, response_len: int, max_seq_len: int) -> list[int] | None:
-  """The end of `prompt` that fits a row of `max_seq_len` inputs beside <sep> and a response of
-  `response_len` tokens (EOS is only a target): the prompt cut from its start; None when the
-  response does not fit even after an empty prompt."""
+def cut_prompt(
+  prompt: Ids, response_len: int, max_seq_len: int, cut_from: str = "start"
+) -> list[int] | None:
+  """What of `prompt` fits a row of `max_seq_len` inputs beside <sep> and a response of
+  `response_len` tokens (EOS is only a target): its end (cut from its start) or, with
+  `cut_from="end"`, its beginning; None when the response does not fit even alone."""
   room = max_seq_len - 1 - response_len
   if room < 0:
     return None
-  return list(prompt)[len(prompt) - room :] if len(prompt) > room else list(prompt)
+  return keep_prompt(prompt, room, cut_from)
+
+
+def keep_prompt(prompt: Ids, room: int, cut_from: str = "start") -> list[int]:
+  """`prompt` cut to at most `room` tokens: its last ones (`cut_from="start"`) or first."""
+  prompt = list(prompt)
+  if len(prompt) <= room:
+    return prompt
+  return prompt[len(prompt) - room :] if cut_from == "start" else prompt[:room]
 
 
 def example_sequence(prompt: Ids, response: Ids, tokens: PromptTokens) -> list[int]:
@@ -133,6 +150,7 @@ def encode_pairs(
   *,
   max_seq_len: int,
   truncate: bool = True,
+  cut_from: str = "start",
   name: str = "the pairs",
 ) -> EncodedPairs:
   """Encodes text pairs into sequences that fit rows of `max_seq_len` inputs, cutting prompts
@@ -149,7 +167,7 @@ def encode_pairs(
         f"pair {i} of {name} has an empty response (it encodes to no tokens); fill or remove "
         "it (data.skip_empty=True drops pairs with an empty side)"
       )
-    kept = cut_prompt(prompt, len(response), max_seq_len)
+    kept = cut_prompt(prompt, len(response), max_seq_len, cut_from)
     if (kept is None or len(kept) < len(prompt)) and not truncate:
       raise ValueError(
         f"pair {i} of {name} needs {len(prompt) + 1 + len(response)} inputs (prompt, separator, "
@@ -164,11 +182,12 @@ def encode_pairs(
     separators.append(len(kept))
   if num_cut:
     logging.warning(
-      "Cut the prompts of %d of %d pairs of %s from their start to fit data.max_seq_len=%d "
+      "Cut the prompts of %d of %d pairs of %s from their %s to fit data.max_seq_len=%d "
       "(separator and response kept)",
       num_cut,
       len(prompts),
       name,
+      cut_from,
       max_seq_len,
     )
   if num_dropped:
@@ -301,7 +320,7 @@ def prepare_data(
 
   `data_config` is `config.data`: name, tfds_data_dir, prompt_field, response_field,
   train_split, eval_split, test_split ("" for none), max_seq_len, separator, packing, truncate,
-  skip_empty (see the module docstring).
+  cut_from, skip_empty (see the module docstring).
   """
   check_data_config(data_config)
   fields = {key: data_config[key] for key in ("prompt_field", "response_field")}
@@ -321,6 +340,7 @@ def prepare_data(
       pairs.responses,
       max_seq_len=data_config.max_seq_len,
       truncate=data_config.truncate,
+      cut_from=data_config.cut_from,
       name=what,
     )
     if not len(encoded):
