@@ -4,6 +4,8 @@ responses, and the one-line errors for inputs that do not fit."""
 
 import json
 import logging
+import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +27,7 @@ from tests.tasks.bert_runs import (
 from tests.tasks.text_pair_sets import WORDS
 from tests.tiny_datasets import tiny_builder
 from tfjax.data import prompt_response as pr
+from tfjax.hub import openai_gpt
 from tfjax.inference import sampling
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.tasks import registry
@@ -254,6 +257,28 @@ def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
   assert (workdir / "responses.jsonl").read_text() == (
     prompt_run.workdir / "responses.jsonl"
   ).read_text()
+
+
+def test_an_hf_gpt1_without_eos_gets_one_added_beside_the_separator(tmp_path):
+  """An HF OpenAI GPT directory (our export, with the GPT-1 tokenizer golden's vocab.json +
+  merges.txt, which has no EOS): the run adds <summarize> and <eos> and stops responses at it."""
+  golden = pathlib.Path(__file__).resolve().parents[1] / "golden"
+  hf_config = json.loads((golden / "openai_gpt_tiny" / "config.json").read_text())
+  config = openai_gpt.openai_gpt_config_from_hf({**hf_config, "vocab_size": 300})
+  params = GPT(config).init(KEY, jnp.zeros((1, 4), jnp.int32))["params"]
+  hf_dir = tmp_path / "hf_gpt1"
+  openai_gpt.save_openai_gpt(hf_dir, config, params)
+  for name in ("vocab.json", "merges.txt"):
+    shutil.copy(golden / "openai_gpt_tokenizer" / name, hf_dir / name)
+  overrides = {"init.checkpoint": str(hf_dir), "data.max_seq_len": config.max_len,
+               "decode.max_new_tokens": 4, "train.num_steps": 2, "train.checkpoint_every": 2,
+               "data.tfds_data_dir": str(tmp_path / "tfds")}  # fmt: skip
+  workdir = tmp_path / "w"
+  run = apply_overrides(gpt_tiny_summarize.get_config(), {**PROMPTS, **overrides})
+  final = registry.train(run, str(workdir))
+  added = json.loads((workdir / "added_tokens.json").read_text())
+  assert added == {"<summarize>": 300, "<eos>": 301, "eos_id": 301}
+  assert final["test_num_responses"] == 6 and np.isfinite(final["eval_loss"])
 
 
 # --- bad input: one line each, before training ------------------------------------------------
