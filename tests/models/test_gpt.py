@@ -307,6 +307,35 @@ def test_decoding_without_a_cache_or_positions_is_an_error_not_a_silent_full_att
     )
 
 
+# --- packed rows ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post_ln", "pre_ln"])
+def test_packed_row_logits_equal_each_example_run_alone(pre_norm):
+  config = TINY.replace(max_len=8, pre_norm=pre_norm)
+  params = _params(config)
+  examples = [_tokens((1, n), seed=n) for n in (3, 2, 2)]  # 3 examples, then 1 padding slot
+  row = jnp.concatenate([*examples, jnp.zeros((1, 1), jnp.int32)], axis=1)  # [1, 8]
+  segment_ids = jnp.array([[1, 1, 1, 2, 2, 3, 3, 0]])
+  positions = jnp.array([[0, 1, 2, 0, 1, 0, 1, 0]])
+  packed = GPT(config).apply(params, row, positions=positions, segment_ids=segment_ids)
+  start = 0
+  for tokens in examples:  # the naive reference: each example as its own sequence
+    alone = GPT(config).apply(params, tokens)
+    n = tokens.shape[1]
+    chex.assert_trees_all_close(packed[:, start : start + n], alone, rtol=1e-5, atol=1e-5)
+    start += n
+  # Without segment ids the later examples see the earlier ones: the test can fail.
+  leaky = GPT(config).apply(params, row, positions=positions)
+  assert not np.allclose(leaky[:, 3:5], packed[:, 3:5], atol=1e-3)
+
+
+def test_packed_rows_without_their_positions_are_an_error():
+  params = _params(TINY)
+  with pytest.raises(ValueError, match=r"packed rows \(segment_ids\) need each example's own"):
+    GPT(TINY).apply(params, _tokens((1, 4)), segment_ids=jnp.array([[1, 1, 2, 2]]))
+
+
 # --- the body ---------------------------------------------------------------------------------
 
 

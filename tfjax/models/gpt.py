@@ -12,6 +12,9 @@ The layers are those of `tfjax.nn.stack.apply_layers`: `num_layers` submodules `
 (`scan_layers=True`) one `nn.scan` over a submodule `layers` whose parameters (and KV cache)
 have a leading [num_layers] axis. `tfjax.nn.stack.stack_layers` / `unstack_layers`
 convert between the two layouts.
+
+Packed rows (several examples laid end to end, as prompt -> response fine-tuning batches them)
+pass `segment_ids` and per-example `positions`: each example then sees only itself.
 """
 
 import dataclasses
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 
 from tfjax.models.config import ModelConfig
 from tfjax.nn import partitioning
-from tfjax.nn.attention import causal_mask
+from tfjax.nn.attention import causal_mask, combine_masks, segment_mask
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
 from tfjax.nn.stack import apply_layers, constrain
@@ -91,8 +94,15 @@ class GPTModel(nn.Module):
 
   @nn.compact
   def __call__(
-    self, tokens: Array, *, positions: Array | None = None, deterministic: bool = True
+    self,
+    tokens: Array,
+    *,
+    positions: Array | None = None,
+    segment_ids: Array | None = None,
+    deterministic: bool = True,
   ) -> Array:
+    """`segment_ids` [b, t] (1, 2, ... per example, 0 = padding) mark packed rows: attention is
+    then causal and inside each example, and `positions` restart at 0 for each."""
     cfg = self.config
     batch, length = tokens.shape
     if length > cfg.max_len:
@@ -104,7 +114,11 @@ class GPTModel(nn.Module):
     if positions is None:
       if decoding:
         raise ValueError("decode=True needs the absolute `positions` [batch, length] of the tokens")
+      if segment_ids is not None:
+        raise ValueError("packed rows (segment_ids) need each example's own `positions` [b, t]")
       positions = jnp.broadcast_to(jnp.arange(length), (batch, length))
+    if decoding and segment_ids is not None:
+      raise ValueError("decode=True reads one sequence per row; pass segment_ids=None")
     dtype = jnp.dtype(cfg.dtype)
     init = _init(cfg)
     out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers) if cfg.scale_residual_init else None
@@ -130,7 +144,10 @@ class GPTModel(nn.Module):
       name=name,
     )
     # When decoding, each attention layer builds its mask from the cache and `positions`.
-    mask = None if decoding else causal_mask(length)
+    mask = None
+    if not decoding:
+      same = None if segment_ids is None else segment_mask(segment_ids, segment_ids)
+      mask = combine_masks(causal_mask(length), same)  # [1 or b, 1, t, t]
     x, _ = apply_layers(
       layer,
       x,
@@ -168,15 +185,31 @@ class GPT(nn.Module):
       )
 
   def __call__(
-    self, tokens: Array, *, positions: Array | None = None, deterministic: bool = True
+    self,
+    tokens: Array,
+    *,
+    positions: Array | None = None,
+    segment_ids: Array | None = None,
+    deterministic: bool = True,
   ) -> Array:
-    return self.logits(self.hidden_states(tokens, positions=positions, deterministic=deterministic))
+    x = self.hidden_states(
+      tokens, positions=positions, segment_ids=segment_ids, deterministic=deterministic
+    )
+    return self.logits(x)
 
   def hidden_states(
-    self, tokens: Array, *, positions: Array | None = None, deterministic: bool = True
+    self,
+    tokens: Array,
+    *,
+    positions: Array | None = None,
+    segment_ids: Array | None = None,
+    deterministic: bool = True,
   ) -> Array:
-    """The body's final hidden states [b, t, d_model] (what a fine-tuning head reads)."""
-    return self.body(tokens, positions=positions, deterministic=deterministic)
+    """The body's final hidden states [b, t, d_model] (what a fine-tuning head reads);
+    `segment_ids`: packed rows, as GPTModel's."""
+    return self.body(
+      tokens, positions=positions, segment_ids=segment_ids, deterministic=deterministic
+    )
 
   def logits(self, x: Array) -> Array:
     """Next-token logits [b, t, vocab_size] in float32 of hidden states `x` [b, t, d_model]."""

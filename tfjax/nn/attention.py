@@ -22,6 +22,12 @@ def padding_mask(query_valid: Array, key_valid: Array) -> Array:
   return query_valid[:, None, :, None] & key_valid[:, None, None, :]
 
 
+def segment_mask(query_segments: Array, key_segments: Array) -> Array:
+  """[b, 1, q, k] mask keeping attention inside each packed example: True where the query's and
+  the key's segment ids [b, q] and [b, k] are equal (several examples laid end to end in a row)."""
+  return query_segments[:, None, :, None] == key_segments[:, None, None, :]
+
+
 def combine_masks(*masks: Array | None) -> Array | None:
   """Logical AND of the masks that are not None; None when all are."""
   masks = [m for m in masks if m is not None]

@@ -12,6 +12,7 @@ from tfjax.tasks.classification import ClassificationTask
 from tfjax.tasks.gpt_fine_tuning import GPTFineTuningTask
 from tfjax.tasks.image_classification import ImageClassificationTask
 from tfjax.tasks.lm import LanguageModelTask
+from tfjax.tasks.prompt_response import PromptResponseTask
 from tfjax.tasks.question_answering import QuestionAnsweringTask
 from tfjax.tasks.translation import TranslationTask
 from tfjax.training import trainer
@@ -23,6 +24,7 @@ TASKS: dict[str, type[Task]] = {
   "classification": ClassificationTask,
   "gpt_fine_tuning": GPTFineTuningTask,
   "image_classification": ImageClassificationTask,
+  "prompt_response": PromptResponseTask,
   "question_answering": QuestionAnsweringTask,
   "translation": TranslationTask,
 }

@@ -1,0 +1,311 @@
+"""Prompt -> response fine-tuning through the trainer: the loss on the response alone, packed
+rows against padded ones, a run from a pre-trained GPT that resumes exactly and writes its test
+responses, and the one-line errors for inputs that do not fit."""
+
+import json
+import logging
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import gpt_tiny, gpt_tiny_summarize
+from tests.conftest import apply_overrides
+from tests.data.test_prompt_response import WordTokenizer
+from tests.tasks.bert_runs import (
+  KEY,
+  Run,
+  assert_trees_equal,
+  pretrained_params,
+  run_once,
+  train_losses,
+)
+from tests.tasks.text_pair_sets import WORDS
+from tests.tiny_datasets import tiny_builder
+from tfjax.data import prompt_response as pr
+from tfjax.hub import openai_gpt
+from tfjax.inference import sampling
+from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.tasks import registry
+from tfjax.tasks.prompt_response import decode_responses, response_loss_fn, score_responses
+
+# --- a tiny dataset: the response is the prompt's last two words, reversed ---------------------
+
+
+def _pairs(n: int, seed: int, extra: tuple = ()) -> list[dict]:
+  rng = np.random.default_rng(seed)
+  prompts = [" ".join(rng.choice(WORDS, rng.integers(2, 8))) for _ in range(n)]
+  pairs = [{"prompt": p, "response": " ".join(p.split()[-1:-3:-1])} for p in prompts]
+  return pairs + list(extra)
+
+
+LONG = {"prompt": " ".join(WORDS * 4), "response": "the river"}  # cut from its start
+EMPTY = {"prompt": "the city", "response": ""}  # dropped
+tiny_builder(
+  "tiny_prompts",
+  {"prompt": tfds.features.Text(), "response": tfds.features.Text()},
+  {"train": _pairs(24, 0, (LONG, EMPTY)), "validation": _pairs(8, 1), "test": _pairs(6, 2)},
+)
+PROMPTS = {
+  "data.name": "tiny_prompts",
+  "data.prompt_field": "prompt",
+  "data.response_field": "response",
+  "data.train_split": "train",
+  "data.eval_split": "validation",
+  "data.test_split": "test",
+  "data.max_seq_len": 32,
+  "decode.max_new_tokens": 8,
+  "decode.batch_size": 4,
+  "train.batch_size": 4,
+  "train.num_steps": 3,
+  "train.warmup_steps": 1,
+  "train.log_every": 1,
+  "train.eval_every": 1000,
+  "train.checkpoint_every": 3,
+  "model.dropout_rate": 0.1,  # a resumed run must restore the rng as well as the data
+}
+
+# --- the loss, on hand-built rows --------------------------------------------------------------
+
+# init_std 0.5: attention far from uniform, so an example that saw its row's others would show.
+MODEL = GPTConfig(vocab_size=21, max_len=12, num_layers=1, num_heads=2, d_model=8, d_ff=16,
+                  init_std=0.5)  # fmt: skip
+SEP, EOS = 20, 3
+
+
+def _examples(n: int, seed: int) -> pr.EncodedPairs:
+  """`n` random `prompt <sep> response <eos>` sequences of 2 to 11 inputs."""
+  rng = np.random.default_rng(seed)
+  sequences, separators = [], []
+  for _ in range(n):
+    prompt = list(rng.integers(4, 20, rng.integers(0, 6)))
+    response = list(rng.integers(4, 20, rng.integers(1, 6)))
+    sequences.append(np.array([*prompt, SEP, *response, EOS], np.int32))
+    separators.append(len(prompt))
+  return pr.EncodedPairs(sequences, separators, 0, 0)
+
+
+_LOSS_FN = jax.jit(response_loss_fn(GPT(MODEL)), static_argnums=3)
+
+
+def _loss(params, rows):
+  loss, aux = _LOSS_FN(params, rows, None, True)
+  return float(loss), float(aux["num_tokens"])
+
+
+@pytest.fixture(scope="module")
+def params():
+  return jax.jit(GPT(MODEL).init)(KEY, jnp.zeros((1, 12), jnp.int32))["params"]
+
+
+def test_changing_a_prompt_label_changes_nothing_and_a_response_label_does(params):
+  rows = pr.pack(_examples(5, 0), 12, packing=True)
+  loss, num_tokens = _loss(params, rows)
+  assert num_tokens == rows["weights"].sum() > 0
+  changed = {"prompt": 0, "response": 0}
+  for r, j in zip(*np.nonzero(rows["segment_ids"]), strict=True):
+    other = {k: v.copy() for k, v in rows.items()}
+    other["targets"][r, j] = (rows["targets"][r, j] + 1) % MODEL.vocab_size
+    kind = "response" if rows["weights"][r, j] else "prompt"
+    if kind == "prompt":
+      assert _loss(params, other)[0] == loss, (r, j)
+    else:
+      assert _loss(params, other)[0] != loss, (r, j)
+    changed[kind] += 1
+  assert changed["prompt"] > 0 and changed["response"] > 0
+
+
+def test_packed_and_padded_rows_give_the_same_loss_on_the_same_examples(params):
+  examples = _examples(9, 1)
+  packed = pr.pack(examples, 12, packing=True)
+  padded = pr.pack(examples, 12, packing=False)
+  assert len(packed["inputs"]) < len(padded["inputs"]) == 9  # packing did share rows
+  packed_loss, packed_tokens = _loss(params, packed)
+  padded_loss, padded_tokens = _loss(params, padded)
+  assert packed_tokens == padded_tokens
+  np.testing.assert_allclose(packed_loss * packed_tokens, padded_loss * padded_tokens, rtol=1e-5)
+  np.testing.assert_allclose(packed_loss, padded_loss, rtol=1e-5)
+  # One segment per row (attention across the examples of a row): the test can fail.
+  leaky = {**packed, "segment_ids": (packed["segment_ids"] > 0).astype(np.int32)}
+  assert abs(_loss(params, leaky)[0] - packed_loss) > 1e-3
+
+
+def test_batched_greedy_responses_equal_each_prompt_decoded_alone():
+  model = MODEL.replace(init_std=2.0)  # outputs that depend on the prompt
+  params = GPT(model).init(KEY, jnp.zeros((1, 12), jnp.int32))["params"]
+  tokenizer = WordTokenizer("a b c d e f g h i j".split())  # ids 4..13; 14..19 are no text
+  tokens = pr.PromptTokens(separator=SEP, eos=tokenizer.eos_id, added=("<summarize>",))
+  prompts = ["a b c", "d e f g h i j a b c d", "e"]  # the second is cut to its last 7 tokens
+  sizes = dict(max_seq_len=12, max_new_tokens=4, batch_size=2)  # 3 prompts: a padded 2nd batch
+  decode = lambda **kw: decode_responses(model, params, tokenizer, tokens, prompts, **sizes, **kw)
+  expected = []
+  for prompt in prompts:
+    kept = tokenizer.encode(prompt)[-7:] + [SEP]
+    result = sampling.generate(model, params, [kept], max_new_tokens=4, temperature=0.0, eos_id=3)
+    new = sampling.generated_tokens(result)[0]
+    expected.append(tokenizer.decode([t for t in new if t < tokenizer.vocab_size]))
+  got = decode()
+  assert got == expected and len(set(got)) == 3
+  kept_beginning = decode(cut_from="end")  # the cut prompt's first 7 tokens instead
+  assert kept_beginning[0::2] == got[0::2] and kept_beginning[1] != got[1]
+
+
+def test_the_exact_match_score_collapses_whitespace():
+  assert score_responses(["a  b", "c"], ["a b", "d"]) == {"exact_match": 0.5}
+
+
+# --- runs through the trainer -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpt_pretrained(tmp_path_factory, tiny_overrides) -> Run:
+  """A 2-step run of the tiny GPT LM (its tokenizer and corpus those of the LM tests)."""
+  overrides = {**tiny_overrides, "train.num_steps": 2, "train.warmup_steps": 1,
+               "train.checkpoint_every": 2}  # fmt: skip
+  workdir = tmp_path_factory.mktemp("gpt_pretrained") / "workdir"
+  return run_once(apply_overrides(gpt_tiny.get_config(), overrides), workdir)
+
+
+def prompt_config(gpt_pretrained: Run, **overrides):
+  values = {
+    **PROMPTS,
+    "data.tfds_data_dir": gpt_pretrained.config.data.tfds_data_dir,
+    "init.checkpoint": str(gpt_pretrained.workdir),
+  }
+  return apply_overrides(gpt_tiny_summarize.get_config(), {**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def prompt_run(tmp_path_factory, gpt_pretrained) -> Run:
+  workdir = tmp_path_factory.mktemp("prompt_response") / "workdir"
+  return run_once(prompt_config(gpt_pretrained), workdir)
+
+
+def test_the_start_is_the_pretrained_lm_with_the_separator_appended(gpt_pretrained, caplog):
+  task = registry.make_task(prompt_config(gpt_pretrained))
+  with caplog.at_level(logging.WARNING):
+    task.prepare_data("/nonexistent-prompt-response-workdir", 0, 1)
+  assert "Dropped 1 of 26 pairs of split 'train' of dataset 'tiny_prompts' with an empty" in (
+    caplog.text
+  )
+  assert "Cut the prompts of 1 of 25 pairs of split 'train'" in caplog.text
+  lm = pretrained_params(gpt_pretrained)
+  vocab = lm["token_embed"]["embedding"].shape[0]
+  assert (task.tokens.separator, task.tokens.eos) == (vocab, task.tokenizer.eos_id)
+  initial = task.initial_params(jax.jit(task.init_params)(KEY))
+  table = initial["token_embed"]["embedding"]
+  assert table.shape[0] == vocab + 1  # the separator; EOS is the tokenizer's
+  np.testing.assert_array_equal(table[:vocab], lm["token_embed"]["embedding"])
+  assert_trees_equal({k: v for k, v in initial.items() if k != "token_embed"},
+                     {k: v for k, v in lm.items() if k != "token_embed"})  # fmt: skip
+
+
+def test_packed_and_padded_pipelines_give_the_same_eval_loss(gpt_pretrained):
+  losses = []
+  for packing in (True, False):
+    task = registry.make_task(prompt_config(gpt_pretrained, **{"data.packing": packing}))
+    data = task.prepare_data("/nonexistent-prompt-response-workdir", 0, 1)
+    params = task.initial_params(jax.jit(task.init_params)(KEY))
+    loss_fn = jax.jit(task.loss_fn(task.model()), static_argnums=3)
+    results = [loss_fn(params, batch, None, True) for batch in data.eval_batches]
+    tokens = sum(float(aux["num_tokens"]) for _, aux in results)
+    total = sum(float(loss) * float(aux["num_tokens"]) for loss, aux in results)
+    losses.append((len(task._data.eval["inputs"]), tokens, total))
+  (packed_rows, packed_tokens, packed_sum), (padded_rows, padded_tokens, padded_sum) = losses
+  assert packed_rows < padded_rows == 8 and packed_tokens == padded_tokens
+  np.testing.assert_allclose(packed_sum, padded_sum, rtol=1e-5)
+
+
+def test_a_run_trains_on_the_responses_and_writes_its_test_responses(prompt_run):
+  workdir, final = prompt_run.workdir, prompt_run.final
+  assert final["step"] == 3 and np.isfinite(final["eval_loss"])
+  assert final["eval_perplexity"] == pytest.approx(np.exp(final["eval_loss"]))
+  assert 0.0 <= final["eval_accuracy"] <= 1.0
+  records = [json.loads(line) for line in (workdir / "responses.jsonl").read_text().splitlines()]
+  config = prompt_run.config.data
+  test = tfds.data_source("tiny_prompts", split="test", data_dir=config.tfds_data_dir)
+  assert final["test_num_responses"] == len(records) == len(test) == 6
+  assert [r["index"] for r in records] == list(range(6))
+  assert [r["reference"] for r in records] == [e["response"].decode() for e in test]
+  assert (workdir / "added_tokens.json").is_file()
+  assert all(isinstance(r["generated"], str) for r in records)
+  assert (
+    final["test_exact_match"]
+    == score_responses([r["generated"] for r in records], [r["reference"] for r in records])[
+      "exact_match"
+    ]
+  )
+
+
+def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
+  tmp_path, gpt_pretrained, prompt_run, caplog
+):
+  workdir = tmp_path / "resumed"
+  registry.train(prompt_config(gpt_pretrained, **{"train.num_steps": 2}), str(workdir))
+  with caplog.at_level(logging.WARNING):
+    final = registry.train(prompt_config(gpt_pretrained), str(workdir))
+  assert "Resumed from step 2" in caplog.text and final["step"] == 3
+  expected, resumed = train_losses(prompt_run.workdir), train_losses(workdir)
+  assert sorted(resumed) == sorted(expected) == [1, 2, 3]
+  np.testing.assert_allclose(
+    [resumed[s] for s in (1, 2, 3)], [expected[s] for s in (1, 2, 3)], rtol=1e-6, atol=0
+  )
+  assert (workdir / "responses.jsonl").read_text() == (
+    prompt_run.workdir / "responses.jsonl"
+  ).read_text()
+
+
+def test_an_hf_gpt1_without_eos_gets_one_added_beside_the_separator(tmp_path):
+  """An HF OpenAI GPT directory (our export, with the GPT-1 tokenizer golden's vocab.json +
+  merges.txt, which has no EOS): the run adds <summarize> and <eos> and stops responses at it."""
+  golden = pathlib.Path(__file__).resolve().parents[1] / "golden"
+  hf_config = json.loads((golden / "openai_gpt_tiny" / "config.json").read_text())
+  config = openai_gpt.openai_gpt_config_from_hf({**hf_config, "vocab_size": 300})
+  params = GPT(config).init(KEY, jnp.zeros((1, 4), jnp.int32))["params"]
+  hf_dir = tmp_path / "hf_gpt1"
+  openai_gpt.save_openai_gpt(hf_dir, config, params)
+  for name in ("vocab.json", "merges.txt"):
+    shutil.copy(golden / "openai_gpt_tokenizer" / name, hf_dir / name)
+  overrides = {"init.checkpoint": str(hf_dir), "data.max_seq_len": config.max_len,
+               "decode.max_new_tokens": 4, "train.num_steps": 2, "train.checkpoint_every": 2,
+               "data.tfds_data_dir": str(tmp_path / "tfds")}  # fmt: skip
+  workdir = tmp_path / "w"
+  run = apply_overrides(gpt_tiny_summarize.get_config(), {**PROMPTS, **overrides})
+  final = registry.train(run, str(workdir))
+  added = json.loads((workdir / "added_tokens.json").read_text())
+  assert added == {"<summarize>": 300, "<eos>": 301, "eos_id": 301}
+  assert final["test_num_responses"] == 6 and np.isfinite(final["eval_loss"])
+
+
+# --- bad input: one line each, before training ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    (
+      {"data.skip_empty": False},
+      r"example \d+ of split 'train' of dataset 'tiny_prompts' has an empty response \(feature "
+      r"'response'\); set data.skip_empty=True to drop such pairs",
+    ),
+    ({"data.separator": "the"}, r"data.separator='the' is already a piece of the tokenizer's"),
+    ({"data.separator": ""}, r"data.separator is empty; name the separator token"),
+    ({"data.max_seq_len": 1}, r"data.max_seq_len=1 leaves no room for the separator and one"),
+    ({"decode.max_new_tokens": 31}, r"decode.max_new_tokens=31 must be in \[1, data.max_seq_len"),
+    (
+      {"data.truncate": False},
+      r"pair \d+ of split 'train' of dataset 'tiny_prompts' needs \d+ inputs \(prompt, separator, "
+      r"response\), more than data.max_seq_len=32",
+    ),
+  ],
+  ids=["empty_response", "separator_clash", "no_separator", "max_seq_len", "max_new", "too_long"],
+)
+def test_inputs_that_do_not_fit_are_one_line_errors(tmp_path, gpt_pretrained, overrides, message):
+  with pytest.raises(ValueError, match=message) as caught:
+    registry.train(prompt_config(gpt_pretrained, **overrides), str(tmp_path / "w"))
+  assert "\n" not in str(caught.value)
+  assert not (tmp_path / "w" / "checkpoints").exists()

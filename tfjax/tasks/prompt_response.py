@@ -1,0 +1,268 @@
+"""Prompt -> response fine-tuning of a GPT: `prompt <sep> response <eos>`, learned on the
+response alone (summaries: `article <summarize> summary <eos>`; GPT-2 §3.6 prompts with
+"TL;DR:" zero-shot, this fine-tunes an added separator token instead).
+
+The separator (and EOS for a tokenizer without one) are embeddings appended after the
+pre-trained vocabulary (`gpt.add_tokens`); rows hold packed examples or one each
+(`tfjax.data.prompt_response`). The loss is the mean next-token cross-entropy over the response
+tokens and EOS; metrics: that loss, its perplexity and the token accuracy. At the end the test
+split's responses are decoded greedily (up to EOS) and written to `responses.jsonl`, scored by
+`score_responses`.
+"""
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+from tfjax.data import pipeline, seq2seq
+from tfjax.data import prompt_response as data_lib
+from tfjax.data.tokenizers.base import Tokenizer
+from tfjax.inference import load, sampling
+from tfjax.models import gpt
+from tfjax.models.gpt import GPT, PARAM_AXES, GPTConfig
+from tfjax.tasks.fine_tuning import FineTuningTask
+from tfjax.tasks.gpt_fine_tuning import GPTFineTuningTask
+from tfjax.tasks.lm import gpt_flops_per_token
+from tfjax.tasks.translation import _on_host
+from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
+from tfjax.training.task import TaskData, write_output
+
+RESPONSES_FILE = "responses.jsonl"
+ADDED_TOKENS_FILE = "added_tokens.json"
+
+
+def response_loss_fn(model: GPT) -> LossFn:
+  """Mean next-token cross-entropy over the weighted targets (the response tokens and EOS) of
+  rows {"inputs", "targets", "weights", "segment_ids", "positions"} [b, t]; aux: token accuracy
+  and the count of response tokens (what accumulation and devices weigh by)."""
+
+  def loss_fn(
+    params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool
+  ) -> tuple[jax.Array, dict]:
+    logits = model.apply(
+      {"params": params},
+      batch["inputs"],
+      positions=batch["positions"],
+      segment_ids=batch["segment_ids"],
+      deterministic=deterministic,
+      rngs=dropout_rngs(dropout_rng, deterministic),
+    )  # [b, t, V]
+    loss, num_tokens = cross_entropy_loss(logits, batch["targets"], batch["weights"])
+    aux = {"accuracy": accuracy(logits, batch["targets"], batch["weights"])}
+    return loss, {**aux, "num_tokens": num_tokens}
+
+  return loss_fn
+
+
+def score_responses(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+  """Scores generated responses against the references: for now the exact-match rate (after
+  collapsing whitespace). The seam for ROUGE (tfjax.tasks.text_metrics)."""
+  if len(hypotheses) != len(references):
+    raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+  normal = lambda text: " ".join(text.split())
+  same = [normal(h) == normal(r) for h, r in zip(hypotheses, references, strict=True)]
+  return {"exact_match": float(np.mean(same)) if same else 0.0}
+
+
+def decode_responses(
+  config: GPTConfig,
+  params: Any,
+  tokenizer: Tokenizer,
+  tokens: data_lib.PromptTokens,
+  prompts: Sequence[str],
+  *,
+  max_seq_len: int,
+  max_new_tokens: int,
+  batch_size: int,
+  cut_from: str = "start",
+) -> list[str]:
+  """Greedy responses (temperature 0, up to EOS or `max_new_tokens`) of `config`'s GPT (the
+  grown vocabulary) to `prompts`: each prompt cut (from its start, or end) to leave
+  `max_new_tokens` of the `max_seq_len` positions the model was trained on, then <sep>. Batches
+  of `batch_size` rows of one shape: one compilation. (The seam for beam search.)"""
+  prompt_len = max_seq_len - max_new_tokens  # the prompt and <sep>
+  pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+  ids = pipeline.encode_in_chunks(tokenizer.encode_batch, prompts)
+  rows = np.full((len(ids), prompt_len), pad_id, np.int32)
+  lengths = np.zeros(len(ids), np.int32)
+  for i, prompt in enumerate(ids):
+    kept = [*data_lib.keep_prompt(prompt, prompt_len - 1, cut_from), tokens.separator]
+    rows[i, : len(kept)], lengths[i] = kept, len(kept)
+  num_cut = sum(len(p) > prompt_len - 1 for p in ids)
+  if num_cut:
+    logging.warning(
+      "Cut %d of %d prompts from their %s to %d tokens, leaving %d for the response",
+      num_cut,
+      len(ids),
+      cut_from,
+      prompt_len - 1,
+      max_new_tokens,
+    )
+  responses = []
+  for start in range(0, len(ids), batch_size):
+    index = np.arange(start, start + batch_size)
+    real = index < len(ids)
+    index = np.where(real, index, 0)  # the last batch filled with copies of prompt 0
+    result = sampling.generate(
+      config,
+      params,
+      rows[index],
+      lengths[index],
+      max_new_tokens=max_new_tokens,
+      temperature=0.0,
+      eos_id=tokens.eos,
+      pad_id=pad_id,
+    )
+    for new, keep in zip(sampling.generated_tokens(result), real, strict=True):
+      if keep:  # the added tokens (and a padded table's ids) are no text of the tokenizer's
+        responses.append(tokenizer.decode([t for t in new if t < tokenizer.vocab_size]))
+  return responses
+
+
+class PromptResponseTask(FineTuningTask):
+  """A GPT fine-tuned on prompt -> response pairs from init.checkpoint (a tfjax `lm` workdir or
+  an HF GPT-2 / GPT-1 directory), or from scratch (`init.load_weights=False`, with
+  data.tokenizer or init.checkpoint's tokenizer and architecture). The model is the LM itself:
+  its params are a `GPT`'s with data.separator (and EOS if the tokenizer has none) added."""
+
+  task_name = "prompt_response"
+  family = "gpt"
+  body_key = "gpt"
+  model_config_cls = GPTConfig
+  param_axes = PARAM_AXES
+  tokenizer_files = GPTFineTuningTask.tokenizer_files
+  load_tokenizer = GPTFineTuningTask.load_tokenizer  # a .model, a workdir's, an HF directory's
+  run_identity = (
+    "data.name",
+    "data.prompt_field",
+    "data.response_field",
+    "data.train_split",
+    "data.tokenizer",
+    "data.max_seq_len",
+    "data.separator",
+    "data.packing",
+    "data.truncate",
+    "data.cut_from",
+    "data.skip_empty",
+    "init.checkpoint",
+    "init.load_weights",
+    "train.seed",
+  )
+
+  def validate(self) -> None:
+    super().validate()
+    data, decode = self.config.data, self.config.decode
+    data_lib.check_data_config(data)
+    if not 1 <= decode.max_new_tokens < data.max_seq_len - 1:
+      raise ValueError(
+        f"decode.max_new_tokens={decode.max_new_tokens} must be in [1, data.max_seq_len - 1 = "
+        f"{data.max_seq_len - 1}) to leave room for a prompt token and the separator"
+      )
+    if decode.batch_size < 1 or decode.num_test < 0:
+      raise ValueError(
+        f"decode.batch_size={decode.batch_size} must be >= 1 and decode.num_test="
+        f"{decode.num_test} >= 0 (0: the whole test split)"
+      )
+
+  def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
+    self.setup(workdir)
+    data, train = self.config.data, self.config.train
+    self.tokens = data_lib.prompt_tokens(
+      self.tokenizer, self.model_config.vocab_size, data.separator
+    )
+    self._data = data_lib.prepare_data(data, self.tokenizer, self.tokens, train.seed)
+    num_rows = len(self._data.train["inputs"])
+    if num_rows < train.batch_size:
+      raise ValueError(
+        f"split '{data.train_split}' makes {num_rows} rows of data.max_seq_len="
+        f"{data.max_seq_len}, fewer than one batch (train.batch_size={train.batch_size}); lower "
+        "train.batch_size or use more pairs"
+      )
+    train_iter = seq2seq.train_iterator(
+      self._data.train, **self.train_iterator_args(process_index, process_count)
+    )
+    eval_rows = len(self._data.eval["inputs"])
+    eval_batches = seq2seq.eval_batches(self._data.eval, train.batch_size, max_batches=eval_rows)
+    return TaskData(train_iter, eval_batches, self._save_files)
+
+  def _save_files(self, workdir: str) -> None:
+    """The tokenizer, and the ids of the added tokens (after config.model.vocab_size)."""
+    self.tokenizer.save(workdir)
+    added = {name: self.model_config.vocab_size + i for i, name in enumerate(self.tokens.added)}
+    write_output(
+      workdir, ADDED_TOKENS_FILE, json.dumps({**added, "eos_id": self.tokens.eos}) + "\n"
+    )
+
+  @property
+  def lm_config(self) -> GPTConfig:
+    """The pre-trained architecture with the added embeddings (config.model keeps the
+    pre-trained vocab_size, so it still describes the LM it came from)."""
+    return self.model_config.replace(
+      vocab_size=self.model_config.vocab_size + self.tokens.num_added
+    )
+
+  def model(self, activation_sharding: Any = None) -> GPT:
+    return GPT(self.lm_config, activation_sharding=activation_sharding)
+
+  def initial_params(self, params: Any) -> Any:
+    """The pre-trained LM (checked against the model's shapes) in place of the whole tree."""
+    if not self.config.init.load_weights:
+      return params
+    return super().initial_params({self.body_key: params})[self.body_key]
+
+  def pretrained_body(self) -> Any:
+    """The LM of init.checkpoint with the separator (and EOS) rows appended."""
+    lm = load.load(self.config.init.checkpoint, "gpt", tokenizer=False)
+    rng = jax.random.fold_in(jax.random.key(self.config.train.seed), 1)
+    return gpt.add_tokens(lm.params, self.tokens.num_added, rng, self.model_config.init_std)
+
+  def loss_fn(self, model: GPT) -> LossFn:
+    return response_loss_fn(model)
+
+  def summarize(self, metrics: dict[str, float]) -> dict[str, float]:
+    return {**metrics, "perplexity": math.exp(min(metrics["loss"], 50.0))}
+
+  def flops_per_token(self, abstract_params: Any) -> float:
+    return gpt_flops_per_token(self.lm_config, abstract_params, self.config.data.max_seq_len)
+
+  def finish(self, params: Any, workdir: str, final: dict[str, Any], data: TaskData) -> list[str]:
+    lines = [
+      f"step {final['step']}: validation loss {final['eval_loss']:.3f} on the responses, "
+      f"perplexity {final['eval_perplexity']:.2f}, token accuracy {final['eval_accuracy']:.3f}"
+    ]
+    test, decode = self._data.test, self.config.decode
+    if test is None:
+      return lines
+    count = decode.num_test or len(test.prompts)
+    prompts, references = test.prompts[:count], test.responses[:count]
+    generated = decode_responses(
+      self.lm_config,
+      _on_host(params),
+      self.tokenizer,
+      self.tokens,
+      prompts,
+      max_seq_len=self.config.data.max_seq_len,
+      max_new_tokens=decode.max_new_tokens,
+      batch_size=decode.batch_size,
+      cut_from=self.config.data.cut_from,
+    )
+    records = [
+      {"index": index, "reference": reference, "generated": text}
+      for index, reference, text in zip(test.indices[:count], references, generated, strict=True)
+    ]
+    write_output(workdir, RESPONSES_FILE, "".join(json.dumps(r) + "\n" for r in records))
+    scores = score_responses(generated, references)
+    final["test_num_responses"] = len(records)
+    final.update({f"test_{k}": v for k, v in scores.items()})
+    lines.append(
+      f"test ({self.config.data.test_split}): {len(records)} greedy responses, "
+      + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+    )
+    lines.append(f"responses: {os.path.join(workdir, RESPONSES_FILE)}")
+    return lines
