@@ -1,6 +1,6 @@
 """What the 8-device scripts (tests/training/run_*_on_8_devices.py) share: the runs they
-compare, placing one host state for a mode, training on a list of batches, and the shardings of a parameter tree. Imported
-after the script has set the simulated device count."""
+compare, placing one host state for a mode, training on a list of batches, and the shardings
+of a parameter tree. Imported after the script has set the simulated device count."""
 
 from collections.abc import Callable
 

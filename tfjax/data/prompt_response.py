@@ -258,11 +258,16 @@ def shuffled(encoded: EncodedPairs, seed: int) -> EncodedPairs:
 
 @dataclasses.dataclass(frozen=True)
 class TextPairs:
-  """The (prompt, response) texts of one split, and each pair's example index in the split."""
+  """The (prompt, response) texts of one split (stripped), each pair's example index in the
+  split, and how many examples were left out for an empty side."""
 
   prompts: list[str]
   responses: list[str]
   indices: list[int]
+  dropped: int = 0
+
+  def __len__(self) -> int:
+    return len(self.prompts)
 
 
 def read_pairs(
@@ -274,14 +279,17 @@ def read_pairs(
   skip_empty: bool = True,
 ) -> TextPairs:
   """The text pairs of `split`, in order; a pair with an empty (blank) side is dropped and
-  counted, or with `skip_empty=False` an error. (A shared pairs reader may replace this.)"""
+  counted, or with `skip_empty=False` an error. The one reader of text pairs: the task's and
+  the summarisation datasets' (`tfjax.data.summaries`)."""
   what = f"split '{split}' of dataset '{dataset.name}'"
   prompts, responses, indices, empty = [], [], [], 0
   for i, example in enumerate(dataset.examples(split)):
-    prompt, response = (pipeline.as_text(example[f]) for f in (prompt_field, response_field))
-    if not prompt.strip() or not response.strip():
+    prompt, response = (
+      pipeline.as_text(example[f]).strip() for f in (prompt_field, response_field)
+    )
+    if not prompt or not response:
       if not skip_empty:
-        side, field = ("response", response_field) if prompt.strip() else ("prompt", prompt_field)
+        side, field = ("response", response_field) if prompt else ("prompt", prompt_field)
         raise ValueError(
           f"example {i} of {what} has an empty {side} (feature '{field}'); set "
           "data.skip_empty=True to drop such pairs (counted)"
@@ -300,7 +308,7 @@ def read_pairs(
     )
   if not prompts:
     raise ValueError(f"{what} has no (prompt, response) pairs with both sides")
-  return TextPairs(prompts, responses, indices)
+  return TextPairs(prompts, responses, indices, empty)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,30 +10,17 @@ Each dataset is prepared once as array_record (`pipeline.prepared_builder`) and 
 `tfds.data_source`, without TensorFlow.
 """
 
-import dataclasses
-
 import ml_collections
-from absl import logging
 
 from tfjax.data import pipeline
+from tfjax.data.prompt_response import TextPairs
+from tfjax.data.prompt_response import read_pairs as read_text_pairs
 
 # dataset -> (prompt feature, response feature)
 FIELDS = {
   "wiki_vital_articles": ("extract", "description"),
   "bigbench/gem_xsum": ("article", "summary"),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class SummaryPairs:
-  """The pairs of one split, in data-source order: prompts[i] is summarised by responses[i]."""
-
-  prompts: list[str]
-  responses: list[str]
-  dropped: int  # examples left out for an empty prompt or response
-
-  def __len__(self) -> int:
-    return len(self.prompts)
 
 
 def prepared(name: str, data_dir: str | None = None) -> pipeline.PreparedDataset:
@@ -46,36 +33,17 @@ def prepared(name: str, data_dir: str | None = None) -> pipeline.PreparedDataset
   return pipeline.prepare_dataset(config, {"prompt": prompt_field, "response": response_field})
 
 
-def read_pairs(name: str, split: str, data_dir: str | None = None) -> SummaryPairs:
+def read_pairs(name: str, split: str, data_dir: str | None = None) -> TextPairs:
   """The (prompt, response) pairs of `split` ("train", "test[:10]") of the dataset `name` (one
   of FIELDS), prepared in `data_dir` (the TFDS default when None) unless it is already."""
   return _pairs_of(prepared(name, data_dir), split)
 
 
-def read_splits(name: str, data_dir: str | None = None) -> dict[str, SummaryPairs]:
+def read_splits(name: str, data_dir: str | None = None) -> dict[str, TextPairs]:
   """`read_pairs` of each split of the dataset: train, validation, test."""
   dataset = prepared(name, data_dir)
   return {split: _pairs_of(dataset, split) for split in dataset.builder.info.splits}
 
 
-def _pairs_of(dataset: pipeline.PreparedDataset, split: str) -> SummaryPairs:
-  prompt_field, response_field = FIELDS[dataset.name]
-  prompts, responses, dropped = [], [], 0
-  for example in dataset.examples(split):
-    prompt = pipeline.as_text(example[prompt_field]).strip()
-    response = pipeline.as_text(example[response_field]).strip()
-    if prompt and response:
-      prompts.append(prompt)
-      responses.append(response)
-    else:
-      dropped += 1
-  if dropped:
-    logging.info(
-      "%s %s: %d examples without a %s or %s left out",
-      dataset.name,
-      split,
-      dropped,
-      prompt_field,
-      response_field,
-    )
-  return SummaryPairs(prompts, responses, dropped)
+def _pairs_of(dataset: pipeline.PreparedDataset, split: str) -> TextPairs:
+  return read_text_pairs(dataset, split, *FIELDS[dataset.name])

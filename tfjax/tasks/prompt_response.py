@@ -26,10 +26,11 @@ from tfjax.data.tokenizers.base import Tokenizer
 from tfjax.inference import load, sampling
 from tfjax.models import gpt
 from tfjax.models.gpt import GPT, PARAM_AXES, GPTConfig
+from tfjax.tasks import text_metrics
 from tfjax.tasks.fine_tuning import FineTuningTask
 from tfjax.tasks.gpt_fine_tuning import GPTFineTuningTask
 from tfjax.tasks.lm import gpt_flops_per_token
-from tfjax.tasks.translation import _on_host
+from tfjax.training import sharding
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import TaskData, write_output
 
@@ -61,13 +62,12 @@ def response_loss_fn(model: GPT) -> LossFn:
 
 
 def score_responses(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-  """Scores generated responses against the references: for now the exact-match rate (after
-  collapsing whitespace). The seam for ROUGE (tfjax.tasks.text_metrics)."""
-  if len(hypotheses) != len(references):
-    raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
-  normal = lambda text: " ".join(text.split())
-  same = [normal(h) == normal(r) for h, r in zip(hypotheses, references, strict=True)]
-  return {"exact_match": float(np.mean(same)) if same else 0.0}
+  """ROUGE-1/2/L (mean per-example F1, x100, stemmed) and the exact-match percentage of
+  generated responses against their references (`tfjax.tasks.text_metrics`)."""
+  return {
+    **text_metrics.rouge(hypotheses, references),
+    "exact_match": text_metrics.exact_match(hypotheses, references),
+  }
 
 
 def decode_responses(
@@ -243,7 +243,7 @@ class PromptResponseTask(FineTuningTask):
     prompts, references = test.prompts[:count], test.responses[:count]
     generated = decode_responses(
       self.lm_config,
-      _on_host(params),
+      sharding.on_host(params),
       self.tokenizer,
       self.tokens,
       prompts,

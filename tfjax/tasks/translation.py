@@ -10,14 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
 from tfjax.data import seq2seq as translation_data
 from tfjax.data.tokenizers import sentencepiece as tokenizer_lib
 from tfjax.inference import seq2seq
 from tfjax.models.transformer import PARAM_AXES, Transformer, TransformerConfig
 from tfjax.tasks.text_metrics import bleu
-from tfjax.training import checkpoint
+from tfjax.training import checkpoint, sharding
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import Task, TaskData, write_output
@@ -166,7 +165,7 @@ class TranslationTask(Task):
       lines.append(f"decoding with the average of the checkpoints of steps {steps}")
       final["averaged_steps"] = steps
     else:
-      params = _on_host(params)
+      params = sharding.on_host(params)
     sources, references = self._data.texts(data_cfg.test_split)
     if decode.num_test:
       sources, references = sources[: decode.num_test], references[: decode.num_test]
@@ -217,10 +216,3 @@ def check_workdir_tokenizer(workdir: str, tokenizer: tokenizer_lib.SentencePiece
       f"{workdir} holds a model trained with another vocabulary ({path}); the data's "
       "tokenizer differs (another dataset, split or vocab_size?): use a fresh --workdir"
     )
-
-
-def _on_host(params: Any) -> Any:
-  """Parameters as host numpy arrays, gathered from every process if they span several."""
-  if all(x.is_fully_addressable for x in jax.tree.leaves(params)):
-    return jax.device_get(params)
-  return multihost_utils.process_allgather(params, tiled=True)

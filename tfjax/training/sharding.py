@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
-from jax.experimental import mesh_utils
+from jax.experimental import mesh_utils, multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from tfjax.nn.partitioning import PARAM_AXES, ParamAxes, logical_axes, path_str
@@ -156,3 +156,11 @@ def activation_sharding(mode: str, mesh: Mesh) -> NamedSharding | None:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
+
+
+def on_host(params: Any) -> Any:
+  """Parameters (any pytree of arrays) as host numpy arrays, gathered from every process if
+  they span several (for decoding on the host at the end of a run)."""
+  if all(x.is_fully_addressable for x in jax.tree.leaves(params)):
+    return jax.device_get(params)
+  return multihost_utils.process_allgather(params, tiled=True)
