@@ -217,6 +217,17 @@ def test_same_seed_same_sample_different_seed_differs():
 
 PROMPTS = [[3, 14, 15], [9, 26, 5, 35, 8, 9, 7], [2, 7, 18, 28, 1]]
 
+# (seed, settings) of the sampler golden below: plain, filtered, EOS-stopped and greedy runs.
+GOLDEN_NEW_TOKENS = 6
+GOLDEN_CASES = [
+  (0, dict(temperature=1.0)),
+  (1, dict(temperature=1.0)),
+  (1, dict(temperature=1.0, eos_id=23, pad_id=49)),
+  (0, dict(temperature=0.7, top_k=10, top_p=0.9)),
+  (2, dict(temperature=1.3, top_k=5)),
+  (0, dict(temperature=0.0, eos_id=22)),
+]
+
 
 def test_greedy_generate_matches_naive_reference_and_single_prompts():
   params = _params(TINY)
@@ -311,3 +322,82 @@ def test_generate_accepts_a_padded_array_with_lengths():
   from_lists = sampling.generate(TINY, params, PROMPTS, max_new_tokens=25, temperature=0)
   np.testing.assert_array_equal(from_array.tokens, from_lists.tokens)
   np.testing.assert_array_equal(from_array.lengths, from_lists.lengths)
+
+
+# Printed by tests/golden/make_sampling_golden.py at commit adfc806 (before beam search and
+# repetition control): (tokens, lengths, finished) of each GOLDEN_CASES run.
+GOLDEN = [
+  (
+    [
+      [3, 14, 15, 33, 9, 27, 9, 24, 22, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 4, 37, 37, 37, 43, 9],
+      [2, 7, 18, 28, 1, 10, 42, 30, 0, 10, 9, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 22, 22, 31, 31, 7, 22, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 2, 37, 23, 23, 1, 7],
+      [2, 7, 18, 28, 1, 16, 27, 1, 5, 10, 23, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 22, 22, 31, 31, 7, 22, 49, 49, 49, 49],
+      [9, 26, 5, 35, 8, 9, 7, 2, 37, 23, 49, 49, 49],
+      [2, 7, 18, 28, 1, 16, 27, 1, 5, 10, 23, 49, 49],
+    ],
+    [9, 10, 11],
+    [False, True, True],
+  ),
+  (
+    [
+      [3, 14, 15, 33, 9, 27, 9, 24, 22, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 22, 22, 22, 22, 10, 9],
+      [2, 7, 18, 28, 1, 4, 1, 22, 22, 17, 23, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 27, 27, 13, 27, 27, 13, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 4, 36, 5, 10, 23, 31],
+      [2, 7, 18, 28, 1, 4, 45, 8, 8, 37, 5, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 18, 18, 36, 27, 24, 17, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 22, 0, 0, 0, 0, 0],
+      [2, 7, 18, 28, 1, 4, 45, 24, 22, 0, 0, 0, 0],
+    ],
+    [9, 8, 9],
+    [False, True, True],
+  ),
+]
+
+
+@pytest.mark.parametrize("case", range(len(GOLDEN_CASES)))
+def test_sampler_outputs_for_fixed_seeds_are_unchanged(case):
+  """With the decoding options added since (beam, repetition control) left off, `generate` gives
+  the old code's exact tokens for each seed and setting."""
+  seed, settings = GOLDEN_CASES[case]
+  result = sampling.generate(
+    TINY,
+    _params(TINY),
+    PROMPTS,
+    max_new_tokens=GOLDEN_NEW_TOKENS,
+    rng=jax.random.key(seed),
+    **settings,
+  )
+  tokens, lengths, finished = GOLDEN[case]
+  assert np.asarray(result.tokens).tolist() == tokens
+  assert np.asarray(result.lengths).tolist() == lengths
+  assert np.asarray(result.finished).tolist() == finished
