@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax.inference import sampling
+from tfjax.inference import repetition, sampling
 from tfjax.models.gpt import GPT, GPTConfig
 
 TINY = GPTConfig(
@@ -322,6 +322,57 @@ def test_generate_accepts_a_padded_array_with_lengths():
   from_lists = sampling.generate(TINY, params, PROMPTS, max_new_tokens=25, temperature=0)
   np.testing.assert_array_equal(from_array.tokens, from_lists.tokens)
   np.testing.assert_array_equal(from_array.lengths, from_lists.lengths)
+
+
+def _naive_processed_greedy(config: GPTConfig, prompt: list[int], steps: int, **options):
+  """Reference: a full forward pass on the growing sequence, the repetition processor applied to
+  the whole sequence so far, argmax, at every step."""
+  process = repetition.repetition_control(
+    options.get("no_repeat_ngram_size", 0), options.get("repetition_penalty")
+  )
+  sequence = list(prompt)
+  for _ in range(steps):
+    logits = jnp.asarray(_full_logits(config, sequence)[-1:])
+    logits = process(logits, jnp.asarray([sequence]), jnp.asarray([len(sequence)]))
+    sequence.append(int(np.argmax(logits[0])))
+  return sequence[len(prompt) :]
+
+
+@pytest.mark.parametrize(
+  "options", [dict(no_repeat_ngram_size=2), dict(repetition_penalty=1.5)], ids=["ngram", "penalty"]
+)
+def test_greedy_generate_with_repetition_control_matches_naive_reference(options):
+  """The history carried in the cache holds each row's prompt and outputs at the right
+  positions: greedy decoding with the option equals the option applied on the full sequence."""
+  params, new = _params(TINY), 10
+  result = sampling.generate(TINY, params, PROMPTS, max_new_tokens=new, temperature=0, **options)
+  plain = sampling.generate(TINY, params, PROMPTS, max_new_tokens=new, temperature=0)
+  generated = sampling.generated_tokens(result)
+  for i, prompt in enumerate(PROMPTS):
+    assert generated[i] == _naive_processed_greedy(TINY, prompt, new, **options), i
+  assert generated != sampling.generated_tokens(plain)  # the option changed the output
+
+
+def test_sampling_with_no_repeat_unigrams_never_repeats_a_token():
+  """no_repeat_ngram_size=1 bans every token already in the row, prompt included."""
+  result = sampling.generate(
+    TINY,
+    _params(TINY),
+    PROMPTS,
+    max_new_tokens=12,
+    rng=jax.random.key(0),
+    temperature=2.0,
+    no_repeat_ngram_size=1,
+  )
+  for i, new in enumerate(sampling.generated_tokens(result)):
+    assert len(new) == 12 and len(set(new)) == 12 and not set(new) & set(PROMPTS[i]), new
+
+
+def test_generate_rejects_bad_repetition_options():
+  with pytest.raises(ValueError, match="repetition_penalty=-1.0 must be > 0"):
+    sampling.generate(TINY, _params(TINY), [[1]], max_new_tokens=2, repetition_penalty=-1.0)
+  with pytest.raises(ValueError, match="no_repeat_ngram_size=-2 must be >= 0"):
+    sampling.generate(TINY, _params(TINY), [[1]], max_new_tokens=2, no_repeat_ngram_size=-2)
 
 
 # Printed by tests/golden/make_sampling_golden.py at commit adfc806 (before beam search and
