@@ -6,7 +6,9 @@ runs `search.decode_loop` over the GPT's one-token step function, each row at it
 choosing with `search.greedy` at temperature 0 and with `sample_token` otherwise, inside one
 jit-compiled `lax.while_loop` whose shapes never change. The compiled function is cached per
 model config, batch size, prompt length, `max_new_tokens` and sampling mode, so repeated calls do
-not retrace."""
+not retrace. Repetition control (`repetition.py`) filters the logits first when asked for.
+`prefill`, `step_fn_of` and `join_prompts` are shared with beam search (`generation.py`), which
+also holds `complete_texts` (text in, text out)."""
 
 import functools
 from collections.abc import Sequence
@@ -17,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tfjax.data.tokenizers.base import Tokenizer
 from tfjax.inference import repetition, search
 from tfjax.models.gpt import GPT, GPTConfig
 
@@ -204,7 +205,7 @@ def generate(
       raise ValueError("sampling (temperature > 0) needs a PRNG key: pass rng=jax.random.key(seed)")
     rng = jax.random.key(0)  # unused by greedy decoding
   return _generate(
-    _params_collection(params),
+    params_collection(params),
     jnp.asarray(tokens),
     jnp.asarray(prompt_lengths),
     rng,
@@ -228,7 +229,7 @@ def decoding_config(model_config: GPTConfig) -> GPTConfig:
   return model_config.replace(decode=True, dropout_rate=0.0, attention_dropout_rate=0.0)
 
 
-def _params_collection(params: Any) -> Any:
+def params_collection(params: Any) -> Any:
   """The `params` collection (a `{"params": ...}` variables dict is accepted)."""
   if isinstance(params, dict) and set(params) == {"params"}:
     return params["params"]
@@ -410,39 +411,3 @@ def _generate(
     prompt_lengths=prompt_lengths,
     finished=decoded.finished,
   )
-
-
-def complete_texts(
-  model_config: GPTConfig,
-  params: Any,
-  tokenizer: Tokenizer,
-  prompts: Sequence[str],
-  *,
-  max_new_tokens: int,
-  seed: int = 0,
-  temperature: float = 1.0,
-  top_k: int = 0,
-  top_p: float = 1.0,
-) -> list[str]:
-  """Text in, text out: each prompt followed by its sampled continuation (up to EOS)."""
-  prompt_ids = [tokenizer.encode(p) for p in prompts]
-  empty = [p for p, ids in zip(prompts, prompt_ids, strict=True) if not ids]
-  if empty:
-    raise ValueError(
-      f"prompt {empty[0]!r} encodes to no tokens, so there is nothing to continue; give every "
-      "prompt some text"
-    )
-  result = generate(
-    model_config,
-    params,
-    prompt_ids,
-    max_new_tokens=max_new_tokens,
-    rng=jax.random.key(seed),
-    temperature=temperature,
-    top_k=top_k,
-    top_p=top_p,
-    eos_id=tokenizer.eos_id,
-    pad_id=getattr(tokenizer, "pad_id", 0),
-  )
-  new_ids = generated_tokens(result)
-  return [tokenizer.decode(p + n) for p, n in zip(prompt_ids, new_ids, strict=True)]
