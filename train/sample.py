@@ -49,8 +49,8 @@ def main(argv: list[str]) -> None:
     given = [f"--{name}" for name in _SAMPLING_FLAGS if flags.FLAGS[name].present]
     if _BEAM_SIZE.value != 1 and given:
       raise ValueError(
-        f"{', '.join(given)} only apply to sampling, but --beam_size={_BEAM_SIZE.value} asks for "
-        "beam search; drop them or use --beam_size=1"
+        f"beam search (--beam_size={_BEAM_SIZE.value}) does not sample: drop {', '.join(given)} "
+        "or use --beam_size=1 to sample"
       )
     model_config, params, tokenizer = load.load(_WORKDIR.value, "gpt")
     texts = generation.complete_texts(
