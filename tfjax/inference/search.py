@@ -2,7 +2,8 @@
 
 The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) ->
 (logits [n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or
-a test's toy function. `decode_loop` emits one token per step, chosen by a strategy from the
+a test's toy function; the cache is any per-row decoding state (keys/values, and for repetition
+control the tokens so far), which beam search reorders by parent beam. `decode_loop` emits one token per step, chosen by a strategy from the
 step's logits: `greedy` (argmax) here, temperature / top-k / top-p sampling in `sampling.py`; it
 is the library's one greedy decoder. Beam search keeps alive and finished hypotheses apart and
 ranks the top 2 * beam candidates each step (as Flax's `examples/wmt/decode.py` and
