@@ -1,18 +1,18 @@
 """Greedy and beam search over any cached step function, jit-traceable, one `lax.while_loop` each.
 
-The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) ->
-(logits [n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or
-a test's toy function; the cache is any per-row decoding state (keys/values, and for repetition
-control the tokens so far), which beam search reorders by parent beam. `decode_loop` emits one token per step, chosen by a strategy from the
-step's logits: `greedy` (argmax) here, temperature / top-k / top-p sampling in `sampling.py`; it
-is the library's one greedy decoder. Beam search keeps alive and finished hypotheses apart and
-ranks the top 2 * beam candidates each step (as Flax's `examples/wmt/decode.py` and
-Tensor2Tensor do), but finishes and stops by fairseq's rules (`fairseq/sequence_generator.py`;
-also Hugging Face's `early_stopping=True`): an ending candidate is finished only if it ranks
-within the top beam of its step, and an example is done once beam hypotheses have finished. So
-beam_size=1 is exactly greedy decoding. Scores are normalised with the GNMT length penalty (Wu
-et al. 2016, §7, Eq. 14); the Transformer used beam 4, alpha 0.6 and a maximum output length of
-input length + 50 (Vaswani et al. 2017, §6.1).
+The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) -> (logits
+[n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or a test's
+toy function; the cache is any per-row decoding state (keys/values, and for repetition control the
+tokens so far), which beam search reorders by parent beam. `decode_loop` emits one token per step,
+chosen by a strategy from the step's logits: `greedy` (argmax) here, temperature / top-k / top-p
+sampling in `sampling.py`; it is the library's one greedy decoder. Beam search keeps alive and
+finished hypotheses apart and ranks the top 2 * beam candidates each step (as Flax's
+`examples/wmt/decode.py` and Tensor2Tensor do), but finishes and stops by fairseq's rules
+(`fairseq/sequence_generator.py`; also Hugging Face's `early_stopping=True`): an ending candidate is
+finished only if it ranks within the top beam of its step, and an example is done once beam
+hypotheses have finished. So beam_size=1 is exactly greedy decoding. Scores are normalised with the
+GNMT length penalty (Wu et al. 2016, §7, Eq. 14); the Transformer used beam 4, alpha 0.6 and a
+maximum output length of input length + 50 (Vaswani et al. 2017, §6.1).
 
 Conventions shared by `greedy_search` and `beam_search`:
 - decoding feeds `bos_id` at position 0 and the token fed at step i is at position i, unless
