@@ -296,10 +296,10 @@ def test_beam_generate_rejects_bad_requests():
 
 class CharTokenizer:
   """One character per id of WIDE's 50 (as test_seq2seq's CharTokenizer): a stop string spans
-  several tokens, and a token's text is known."""
+  several tokens, and a token's text is known. Like GPT-2's, it has no pad token."""
 
   ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
-  bos_id, eos_id, pad_id = None, None, 0
+  bos_id, eos_id, pad_id = None, None, None
   vocab_size = len(ALPHABET)
 
   def encode(self, text):
