@@ -2,11 +2,13 @@ r"""Generates text from the latest checkpoint of a training workdir (or an HF GP
 
 python -m train.sample --workdir=workdir/gpt_tiny --prompt="The river" --prompt="In 1066,"
 python -m train.sample --workdir=workdir/gpt_tiny --prompt="Paris is" --temperature=0
+python -m train.sample --workdir=workdir/gpt_tiny --prompt="Paris is" --beam_size=4 \
+  --no_repeat_ngram_size=3 --stop="."
 """
 
 from absl import app, flags, logging
 
-from tfjax.inference import load, sampling
+from tfjax.inference import generation, load
 from train.cli import one_line_errors
 
 _WORKDIR = flags.DEFINE_string(
@@ -18,7 +20,24 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "0 means greedy.")
 _TOP_K = flags.DEFINE_integer("top_k", 40, "Keep the k most likely tokens (0: all).")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (1.0: off).")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_BEAM_SIZE = flags.DEFINE_integer(
+  "beam_size", 1, "1: sample (or greedy at --temperature=0); above 1: beam search (no sampling)."
+)
+_LENGTH_PENALTY = flags.DEFINE_float(
+  "length_penalty", 0.6, "Beam search's GNMT length-penalty exponent alpha (0: none)."
+)
+_NO_REPEAT = flags.DEFINE_integer(
+  "no_repeat_ngram_size", 0, "n > 0: never repeat an n-gram of the prompt and output (0: off)."
+)
+_REPETITION_PENALTY = flags.DEFINE_float(
+  "repetition_penalty", 1.0, "CTRL's penalty on tokens already seen, e.g. 1.2 (1.0: off)."
+)
+_STOP = flags.DEFINE_multi_string(
+  "stop", [], "Cut each continuation before the first occurrence of this string (repeatable)."
+)
 flags.mark_flag_as_required("workdir")
+
+_SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "seed")
 
 
 def main(argv: list[str]) -> None:
@@ -27,8 +46,14 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   with one_line_errors():
+    given = [f"--{name}" for name in _SAMPLING_FLAGS if flags.FLAGS[name].present]
+    if _BEAM_SIZE.value != 1 and given:
+      raise ValueError(
+        f"beam search (--beam_size={_BEAM_SIZE.value}) does not sample: drop {', '.join(given)} "
+        "or use --beam_size=1 to sample"
+      )
     model_config, params, tokenizer = load.load(_WORKDIR.value, "gpt")
-    texts = sampling.complete_texts(
+    texts = generation.complete_texts(
       model_config,
       params,
       tokenizer,
@@ -38,6 +63,11 @@ def main(argv: list[str]) -> None:
       temperature=_TEMPERATURE.value,
       top_k=_TOP_K.value,
       top_p=_TOP_P.value,
+      beam_size=_BEAM_SIZE.value,
+      length_penalty=_LENGTH_PENALTY.value,
+      no_repeat_ngram_size=_NO_REPEAT.value,
+      repetition_penalty=_REPETITION_PENALTY.value,
+      stop=_STOP.value,
     )
   for text in texts:
     print(text, end="\n\n")

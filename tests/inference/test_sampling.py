@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tfjax.inference import sampling
+from tfjax.inference import repetition, sampling
 from tfjax.models.gpt import GPT, GPTConfig
 
 TINY = GPTConfig(
@@ -217,6 +217,17 @@ def test_same_seed_same_sample_different_seed_differs():
 
 PROMPTS = [[3, 14, 15], [9, 26, 5, 35, 8, 9, 7], [2, 7, 18, 28, 1]]
 
+# (seed, settings) of the sampler golden below: plain, filtered, EOS-stopped and greedy runs.
+GOLDEN_NEW_TOKENS = 6
+GOLDEN_CASES = [
+  (0, dict(temperature=1.0)),
+  (1, dict(temperature=1.0)),
+  (1, dict(temperature=1.0, eos_id=23, pad_id=49)),
+  (0, dict(temperature=0.7, top_k=10, top_p=0.9)),
+  (2, dict(temperature=1.3, top_k=5)),
+  (0, dict(temperature=0.0, eos_id=22)),
+]
+
 
 def test_greedy_generate_matches_naive_reference_and_single_prompts():
   params = _params(TINY)
@@ -311,3 +322,133 @@ def test_generate_accepts_a_padded_array_with_lengths():
   from_lists = sampling.generate(TINY, params, PROMPTS, max_new_tokens=25, temperature=0)
   np.testing.assert_array_equal(from_array.tokens, from_lists.tokens)
   np.testing.assert_array_equal(from_array.lengths, from_lists.lengths)
+
+
+def _naive_processed_greedy(config: GPTConfig, prompt: list[int], steps: int, **options):
+  """Reference: a full forward pass on the growing sequence, the repetition processor applied to
+  the whole sequence so far, argmax, at every step."""
+  process = repetition.repetition_control(
+    options.get("no_repeat_ngram_size", 0), options.get("repetition_penalty")
+  )
+  sequence = list(prompt)
+  for _ in range(steps):
+    logits = jnp.asarray(_full_logits(config, sequence)[-1:])
+    logits = process(logits, jnp.asarray([sequence]), jnp.asarray([len(sequence)]))
+    sequence.append(int(np.argmax(logits[0])))
+  return sequence[len(prompt) :]
+
+
+@pytest.mark.parametrize(
+  "options", [dict(no_repeat_ngram_size=2), dict(repetition_penalty=1.5)], ids=["ngram", "penalty"]
+)
+def test_greedy_generate_with_repetition_control_matches_naive_reference(options):
+  """The history carried in the cache holds each row's prompt and outputs at the right
+  positions: greedy decoding with the option equals the option applied on the full sequence."""
+  params, new = _params(TINY), 10
+  result = sampling.generate(TINY, params, PROMPTS, max_new_tokens=new, temperature=0, **options)
+  plain = sampling.generate(TINY, params, PROMPTS, max_new_tokens=new, temperature=0)
+  generated = sampling.generated_tokens(result)
+  for i, prompt in enumerate(PROMPTS):
+    assert generated[i] == _naive_processed_greedy(TINY, prompt, new, **options), i
+  assert generated != sampling.generated_tokens(plain)  # the option changed the output
+
+
+def test_sampling_with_no_repeat_unigrams_never_repeats_a_token():
+  """no_repeat_ngram_size=1 bans every token already in the row, prompt included."""
+  result = sampling.generate(
+    TINY,
+    _params(TINY),
+    PROMPTS,
+    max_new_tokens=12,
+    rng=jax.random.key(0),
+    temperature=2.0,
+    no_repeat_ngram_size=1,
+  )
+  for i, new in enumerate(sampling.generated_tokens(result)):
+    assert len(new) == 12 and len(set(new)) == 12 and not set(new) & set(PROMPTS[i]), new
+
+
+def test_generate_rejects_bad_repetition_options():
+  with pytest.raises(ValueError, match="repetition_penalty=-1.0 must be > 0"):
+    sampling.generate(TINY, _params(TINY), [[1]], max_new_tokens=2, repetition_penalty=-1.0)
+  with pytest.raises(ValueError, match="no_repeat_ngram_size=-2 must be >= 0"):
+    sampling.generate(TINY, _params(TINY), [[1]], max_new_tokens=2, no_repeat_ngram_size=-2)
+
+
+# Printed by tests/golden/make_sampling_golden.py at commit adfc806 (before beam search and
+# repetition control): (tokens, lengths, finished) of each GOLDEN_CASES run.
+GOLDEN = [
+  (
+    [
+      [3, 14, 15, 33, 9, 27, 9, 24, 22, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 4, 37, 37, 37, 43, 9],
+      [2, 7, 18, 28, 1, 10, 42, 30, 0, 10, 9, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 22, 22, 31, 31, 7, 22, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 2, 37, 23, 23, 1, 7],
+      [2, 7, 18, 28, 1, 16, 27, 1, 5, 10, 23, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 22, 22, 31, 31, 7, 22, 49, 49, 49, 49],
+      [9, 26, 5, 35, 8, 9, 7, 2, 37, 23, 49, 49, 49],
+      [2, 7, 18, 28, 1, 16, 27, 1, 5, 10, 23, 49, 49],
+    ],
+    [9, 10, 11],
+    [False, True, True],
+  ),
+  (
+    [
+      [3, 14, 15, 33, 9, 27, 9, 24, 22, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 22, 22, 22, 22, 10, 9],
+      [2, 7, 18, 28, 1, 4, 1, 22, 22, 17, 23, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 27, 27, 13, 27, 27, 13, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 4, 36, 5, 10, 23, 31],
+      [2, 7, 18, 28, 1, 4, 45, 8, 8, 37, 5, 0, 0],
+    ],
+    [9, 13, 11],
+    [False, False, False],
+  ),
+  (
+    [
+      [3, 14, 15, 18, 18, 36, 27, 24, 17, 0, 0, 0, 0],
+      [9, 26, 5, 35, 8, 9, 7, 22, 0, 0, 0, 0, 0],
+      [2, 7, 18, 28, 1, 4, 45, 24, 22, 0, 0, 0, 0],
+    ],
+    [9, 8, 9],
+    [False, True, True],
+  ),
+]
+
+
+@pytest.mark.parametrize("case", range(len(GOLDEN_CASES)))
+def test_sampler_outputs_for_fixed_seeds_are_unchanged(case):
+  """With the decoding options added since (beam, repetition control) left off, `generate` gives
+  the old code's exact tokens for each seed and setting."""
+  seed, settings = GOLDEN_CASES[case]
+  result = sampling.generate(
+    TINY,
+    _params(TINY),
+    PROMPTS,
+    max_new_tokens=GOLDEN_NEW_TOKENS,
+    rng=jax.random.key(seed),
+    **settings,
+  )
+  tokens, lengths, finished = GOLDEN[case]
+  assert np.asarray(result.tokens).tolist() == tokens
+  assert np.asarray(result.lengths).tolist() == lengths
+  assert np.asarray(result.finished).tolist() == finished

@@ -351,3 +351,35 @@ def test_decode_loop_counts_lengths_and_tells_eos_from_the_limit():
     assert int(decoded.lengths[b]) == len(expected)
     assert bool(decoded.finished[b]) == (expected[-1] == EOS)
   assert not np.all(decoded.finished) and np.any(decoded.finished)
+
+
+def test_beam_search_after_a_prefill_equals_beam_search_from_bos():
+  """Feeding BOS outside the search (a one-token "prefill") and handing beam_search its logits
+  (first_logits), the updated cache, and last/positions gives the search's own result: step 0
+  ranks from first_logits, and step i feeds at positions + i."""
+  vocab_size, max_len, beam, alpha = 5, 6, 3, 0.6
+  model, seeds = ToyModel(vocab_size, max_len, seed=2), [11, 12, 13]
+  cache, context = model.initial(seeds)
+  common = dict(batch_size=3, beam_size=beam, max_len=max_len, bos_id=BOS, eos_id=EOS, alpha=alpha)
+  expected = jax.jit(functools.partial(search.beam_search, model.step_fn, **common))(cache, context)
+  bos, zero = jnp.full((3,), BOS, jnp.int32), jnp.zeros((3,), jnp.int32)
+  first_logits, prefilled = model.step_fn(bos[:, None], zero[:, None], cache, context)
+
+  # The search then starts at step 1: it feeds its first chosen token at position 0 + 1.
+  @jax.jit
+  def after_prefill(cache, context, first_logits):
+    return search.beam_search(
+      model.step_fn,
+      cache,
+      context,
+      last=bos,
+      positions=zero,
+      first_logits=first_logits,
+      **common,
+    )
+
+  sequences, scores = after_prefill(prefilled, context, first_logits)
+  np.testing.assert_array_equal(sequences, expected[0])
+  np.testing.assert_array_equal(scores, expected[1])
+  with pytest.raises(ValueError, match=r"positions has shape \(2,\); pass one per example"):
+    search.beam_search(model.step_fn, cache, context, positions=zero[:2], **common)

@@ -23,7 +23,7 @@ from tests.reliability.mounts import MountRefused, mounted_tmpfs, tmpfs
 from tfjax.data import cache, pipeline
 from tfjax.hub import files, gpt2
 from tfjax.hub.bert import load_bert
-from tfjax.inference import load, sampling
+from tfjax.inference import generation, load
 from train import config_errors
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -166,7 +166,7 @@ def test_sampling_an_empty_prompt_is_one_line(trained_run, run_cli):
 def test_complete_texts_names_the_empty_prompt(trained_run):
   config, params, tokenizer = load.load(trained_run.workdir, "gpt")
   with pytest.raises(ValueError, match="prompt '' encodes to no tokens"):
-    sampling.complete_texts(config, params, tokenizer, ["The", ""], max_new_tokens=2)
+    generation.complete_texts(config, params, tokenizer, ["The", ""], max_new_tokens=2)
 
 
 # --- 5. a tokenizer missing from (or damaged in) a workdir ---------------------------------------

@@ -1,4 +1,5 @@
-"""`python -m train.sample` on a tiny trained workdir: greedy output and clear errors."""
+"""`python -m train.sample` on a tiny trained workdir: greedy output, the decoding flags, and clear
+errors."""
 
 import json
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from tfjax.data.tokenizers.sentencepiece import SentencePieceTokenizer
+from tfjax.inference import generation, load
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.training import checkpoint
 
@@ -72,3 +74,48 @@ def test_a_workdir_without_config_json_is_a_clear_error(tmp_path, run_cli):
   done = run_cli(sample_command(tmp_path, "--prompt=The"))
   assert done.returncode != 0
   assert f"'{tmp_path}' has no config.json; give a tfjax language-model workdir" in done.stderr
+
+
+def test_beam_search_repetition_and_stop_flags_print_what_the_python_api_gives(
+  trained_run, run_cli
+):
+  """The decoding flags reach generation.complete_texts: the CLI prints its texts, and a stop
+  string taken from inside the continuation cuts it there."""
+  config, params, tokenizer = load.load(trained_run.workdir, "gpt")
+  options = dict(
+    max_new_tokens=MAX_NEW,
+    beam_size=3,
+    length_penalty=0.6,
+    no_repeat_ngram_size=2,
+    repetition_penalty=1.2,
+  )
+  full = generation.complete_texts(config, params, tokenizer, list(PROMPTS), **options)
+  stop = full[0][len(PROMPTS[0]) :][2:4]  # two characters inside the first continuation
+  expected = generation.complete_texts(
+    config, params, tokenizer, list(PROMPTS), stop=[stop], **options
+  )
+  assert len(expected[0]) < len(full[0]) and expected[0].startswith(PROMPTS[0])
+  flags = [f"--prompt={p}" for p in PROMPTS] + [f"--{k}={v}" for k, v in options.items()]
+  done = run_cli(sample_command(trained_run.workdir, *flags, f"--stop={stop}"))
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout == "".join(f"{text}\n\n" for text in expected)
+
+
+@pytest.mark.parametrize(
+  "flags, message",
+  [
+    (["--beam_size=0"], "beam_size=0 must be an int >= 1 (1 is greedy decoding)"),
+    (["--beam_size=100000"], "beam_size=100000 is larger than the vocabulary (vocab_size="),
+    (
+      ["--beam_size=2", "--temperature=0.5"],
+      "beam search (--beam_size=2) does not sample: drop --temperature or use --beam_size=1",
+    ),
+    (["--repetition_penalty=0"], "repetition_penalty=0.0 must be > 0 (1.0: off"),
+  ],
+  ids=["beam_0", "beam_above_vocab", "beam_with_temperature", "penalty_0"],
+)
+def test_bad_decoding_flags_are_one_line_errors(trained_run, run_cli, flags, message):
+  done = run_cli(sample_command(trained_run.workdir, "--max_new_tokens=2", *flags))
+  assert done.returncode != 0
+  (line,) = done.stderr.strip().splitlines()  # no traceback
+  assert line.startswith("error: ") and message in line, line

@@ -6,7 +6,9 @@ runs `search.decode_loop` over the GPT's one-token step function, each row at it
 choosing with `search.greedy` at temperature 0 and with `sample_token` otherwise, inside one
 jit-compiled `lax.while_loop` whose shapes never change. The compiled function is cached per
 model config, batch size, prompt length, `max_new_tokens` and sampling mode, so repeated calls do
-not retrace."""
+not retrace. Repetition control (`repetition.py`) filters the logits first when asked for.
+`prefill`, `step_fn_of` and `join_prompts` are shared with beam search (`generation.py`), which
+also holds `complete_texts` (text in, text out)."""
 
 import functools
 from collections.abc import Sequence
@@ -17,8 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tfjax.data.tokenizers.base import Tokenizer
-from tfjax.inference import search
+from tfjax.inference import repetition, search
 from tfjax.models.gpt import GPT, GPTConfig
 
 Array = jax.Array
@@ -159,6 +160,8 @@ def generate(
   top_p: float = 1.0,
   eos_id: int | None = None,
   pad_id: int = 0,
+  no_repeat_ngram_size: int = 0,
+  repetition_penalty: float = 1.0,
 ) -> GenerationResult:
   """Samples up to `max_new_tokens` tokens after each prompt, with a key/value cache.
 
@@ -177,22 +180,66 @@ def generate(
     eos_id: a row stops after emitting this token and is padded with pad_id; generation ends
       early when every row has stopped. None: always generate `max_new_tokens`.
     pad_id: fills the tokens after each row's end.
+    no_repeat_ngram_size: n > 0 bans any token that would repeat an n-gram of the row's prompt
+      and output so far (`repetition.no_repeat_ngram`); 0: off.
+    repetition_penalty: CTRL's penalty on the logits of tokens already in the row
+      (`repetition.repetition_penalty`; Keskar et al. 2019 use 1.2); 1.0: off.
 
   Returns:
     A GenerationResult (see `generated_tokens` for the new tokens as lists).
   """
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+  repetition.check_options(no_repeat_ngram_size, repetition_penalty)
   if temperature < 0:
     raise ValueError(f"temperature={temperature} must be >= 0 (0 means greedy)")
   if top_k < 0:
     raise ValueError(f"top_k={top_k} must be >= 0 (0 disables top-k filtering)")
   if not 0.0 < top_p <= 1.0:
     raise ValueError(f"top_p={top_p} must be in (0, 1] (1.0 disables nucleus filtering)")
-  tokens, prompt_lengths = _pad_prompts(prompts, lengths, pad_id, model_config.vocab_size)
-  prompt_len = tokens.shape[1]
+  tokens, prompt_lengths = pad_prompts(prompts, lengths, pad_id, model_config.vocab_size)
+  check_total_length(tokens.shape[1], max_new_tokens, model_config.max_len)
+  greedy = temperature == 0
+  if rng is None:
+    if not greedy:
+      raise ValueError("sampling (temperature > 0) needs a PRNG key: pass rng=jax.random.key(seed)")
+    rng = jax.random.key(0)  # unused by greedy decoding
+  return _generate(
+    params_collection(params),
+    jnp.asarray(tokens),
+    jnp.asarray(prompt_lengths),
+    rng,
+    jnp.float32(temperature),
+    jnp.float32(top_p),
+    jnp.int32(-1 if eos_id is None else eos_id),
+    jnp.int32(pad_id),
+    jnp.float32(repetition_penalty),
+    config=decoding_config(model_config),
+    max_new_tokens=max_new_tokens,
+    greedy=greedy,
+    top_k=0 if greedy else top_k,  # unused when greedy: keep one compiled function
+    use_top_p=top_p < 1.0 and not greedy,
+    no_repeat_ngram_size=no_repeat_ngram_size,
+    use_repetition_penalty=repetition_penalty != 1.0,
+  )
+
+
+def decoding_config(model_config: GPTConfig) -> GPTConfig:
+  """The config of the decoding model: key/value cache on, no dropout."""
+  return model_config.replace(decode=True, dropout_rate=0.0, attention_dropout_rate=0.0)
+
+
+def params_collection(params: Any) -> Any:
+  """The `params` collection (a `{"params": ...}` variables dict is accepted)."""
+  if isinstance(params, dict) and set(params) == {"params"}:
+    return params["params"]
+  return params
+
+
+def check_total_length(prompt_len: int, max_new_tokens: int, max_len: int) -> None:
+  """Raises a one-line ValueError, naming the fixes, when the longest prompt plus
+  `max_new_tokens` needs more positions than the model has."""
   total_len = prompt_len + max_new_tokens
-  max_len = model_config.max_len
   if total_len > max_len:
     fixes = []
     if max_new_tokens < max_len:
@@ -207,32 +254,9 @@ def generate(
       f"the longest prompt ({prompt_len} tokens) plus max_new_tokens={max_new_tokens} needs "
       f"{total_len} positions, more than the model's max_len={max_len}; {fixes}"
     )
-  greedy = temperature == 0
-  if rng is None:
-    if not greedy:
-      raise ValueError("sampling (temperature > 0) needs a PRNG key: pass rng=jax.random.key(seed)")
-    rng = jax.random.key(0)  # unused by greedy decoding
-  if isinstance(params, dict) and set(params) == {"params"}:
-    params = params["params"]
-  config = model_config.replace(decode=True, dropout_rate=0.0, attention_dropout_rate=0.0)
-  return _generate(
-    params,
-    jnp.asarray(tokens),
-    jnp.asarray(prompt_lengths),
-    rng,
-    jnp.float32(temperature),
-    jnp.float32(top_p),
-    jnp.int32(-1 if eos_id is None else eos_id),
-    jnp.int32(pad_id),
-    config=config,
-    max_new_tokens=max_new_tokens,
-    greedy=greedy,
-    top_k=0 if greedy else top_k,  # unused when greedy: keep one compiled function
-    use_top_p=top_p < 1.0 and not greedy,
-  )
 
 
-def _pad_prompts(
+def pad_prompts(
   prompts: Sequence[Sequence[int]] | np.ndarray,
   lengths: Sequence[int] | np.ndarray | None,
   pad_id: int,
@@ -269,31 +293,8 @@ def _pad_prompts(
   return tokens, prompt_lengths
 
 
-@functools.partial(
-  jax.jit, static_argnames=("config", "max_new_tokens", "greedy", "top_k", "use_top_p")
-)
-def _generate(
-  params: Any,
-  prompts: Array,
-  prompt_lengths: Array,
-  rng: Array,
-  temperature: Array,
-  top_p: Array,
-  eos_id: Array,
-  pad_id: Array,
-  *,
-  config: GPTConfig,
-  max_new_tokens: int,
-  greedy: bool,
-  top_k: int,
-  use_top_p: bool,
-) -> GenerationResult:
-  """Prefill + `search.decode_loop`; `config` has decode=True. Traced values change without a
-  recompile; eos_id -1 never matches."""
-  batch, prompt_len = prompts.shape
-  total_len = prompt_len + max_new_tokens
-  model = GPT(config)
-  rows = jnp.arange(batch)
+def step_fn_of(model: GPT, params: Any) -> search.StepFn:
+  """The GPT's cached one-token step, a `search.StepFn`: logits [n, V] at the fed position."""
 
   def step_fn(tokens: Array, positions: Array, cache: Any, context: None) -> tuple[Array, Any]:
     logits, variables = model.apply(
@@ -305,23 +306,96 @@ def _generate(
     )
     return logits[:, -1], variables["cache"]  # [b, V] at the last fed position
 
-  def sample(step: Array, logits: Array) -> Array:
-    p = top_p if use_top_p else 1.0
-    return sample_token(jax.random.fold_in(rng, step), logits, temperature, top_k, p)
+  return step_fn
 
-  # Prefill: every prompt at positions 0..P-1. Keys/values written at a row's padding positions
-  # are never seen (each query sees only positions <= its own) and are overwritten as it grows.
+
+def prefill(
+  model: GPT, params: Any, prompts: Array, prompt_lengths: Array, total_len: int
+) -> tuple[Array, Any]:
+  """One forward pass over right-padded prompts [b, P] at positions 0..P-1 into a fresh cache of
+  `total_len` positions; returns (logits [b, V] of each prompt's last token, the cache).
+
+  Keys/values written at a row's padding positions are never seen (each query sees only
+  positions <= its own) and are overwritten as the row grows.
+  """
+  batch, prompt_len = prompts.shape
   positions = jnp.broadcast_to(jnp.arange(prompt_len), (batch, prompt_len))
   logits, variables = model.apply(
-    {"params": params, "cache": init_cache(config, batch, total_len)},
+    {"params": params, "cache": init_cache(model.config, batch, total_len)},
     prompts,
     positions=positions,
     deterministic=True,
     mutable=["cache"],
   )
+  return logits[jnp.arange(batch), prompt_lengths - 1], variables["cache"]
+
+
+def join_prompts(
+  prompts: Array, prompt_lengths: Array, new: Array, new_lengths: Array, pad_id: Array | int
+) -> Array:
+  """Each row's prompt, then its first new_lengths new tokens, then pad_id: [b, P + N] from
+  prompts [b, P] (right-padded) and new tokens [b, N]."""
+  max_new_tokens = new.shape[1]
+  total_len = prompts.shape[1] + max_new_tokens
+  column = jnp.arange(total_len)[None, :] - prompt_lengths[:, None]  # index into the new tokens
+  new = jnp.take_along_axis(new, jnp.clip(column, 0, max_new_tokens - 1), axis=1)
+  prompt_part = jnp.pad(prompts, ((0, 0), (0, max_new_tokens)), constant_values=pad_id)
+  return jnp.where(column < 0, prompt_part, jnp.where(column < new_lengths[:, None], new, pad_id))
+
+
+@functools.partial(
+  jax.jit,
+  static_argnames=(
+    "config",
+    "max_new_tokens",
+    "greedy",
+    "top_k",
+    "use_top_p",
+    "no_repeat_ngram_size",
+    "use_repetition_penalty",
+  ),
+)
+def _generate(
+  params: Any,
+  prompts: Array,
+  prompt_lengths: Array,
+  rng: Array,
+  temperature: Array,
+  top_p: Array,
+  eos_id: Array,
+  pad_id: Array,
+  repetition_penalty: Array,
+  *,
+  config: GPTConfig,
+  max_new_tokens: int,
+  greedy: bool,
+  top_k: int,
+  use_top_p: bool,
+  no_repeat_ngram_size: int,
+  use_repetition_penalty: bool,
+) -> GenerationResult:
+  """Prefill + `search.decode_loop`; `config` has decode=True. Traced values change without a
+  recompile; eos_id -1 never matches."""
+  total_len = prompts.shape[1] + max_new_tokens
+  model = GPT(config)
+  rows = jnp.arange(prompts.shape[0])
+
+  def sample(step: Array, logits: Array) -> Array:
+    p = top_p if use_top_p else 1.0
+    return sample_token(jax.random.fold_in(rng, step), logits, temperature, top_k, p)
+
+  step_fn = step_fn_of(model, params)
+  first_logits, cache = prefill(model, params, prompts, prompt_lengths, total_len)
+  process = repetition.repetition_control(
+    no_repeat_ngram_size, repetition_penalty if use_repetition_penalty else None
+  )
+  if process is not None:  # off: the loop is exactly as without repetition control
+    step_fn, cache, first_logits = repetition.with_history(
+      step_fn, cache, first_logits, prompts, prompt_lengths, total_len, process
+    )
   decoded = search.decode_loop(
     step_fn,
-    variables["cache"],
+    cache,
     None,
     choose=search.greedy if greedy else sample,
     last=prompts[rows, prompt_lengths - 1],
@@ -329,52 +403,11 @@ def _generate(
     max_len=max_new_tokens,
     eos_id=eos_id,
     pad_id=pad_id,
-    first_logits=logits[rows, prompt_lengths - 1],  # [b, V], of each prompt's last token
+    first_logits=first_logits,  # [b, V], of each prompt's last token
   )
-  # Each row: its prompt, then its new tokens, then pad_id.
-  column = jnp.arange(total_len)[None, :] - prompt_lengths[:, None]  # index into the new tokens
-  new = jnp.take_along_axis(decoded.sequences, jnp.clip(column, 0, max_new_tokens - 1), axis=1)
-  prompt_part = jnp.pad(prompts, ((0, 0), (0, max_new_tokens)), constant_values=pad_id)
-  tokens = jnp.where(column < 0, prompt_part, jnp.where(column < max_new_tokens, new, pad_id))
   return GenerationResult(
-    tokens=tokens,
+    tokens=join_prompts(prompts, prompt_lengths, decoded.sequences, decoded.lengths, pad_id),
     lengths=prompt_lengths + decoded.lengths,
     prompt_lengths=prompt_lengths,
     finished=decoded.finished,
   )
-
-
-def complete_texts(
-  model_config: GPTConfig,
-  params: Any,
-  tokenizer: Tokenizer,
-  prompts: Sequence[str],
-  *,
-  max_new_tokens: int,
-  seed: int = 0,
-  temperature: float = 1.0,
-  top_k: int = 0,
-  top_p: float = 1.0,
-) -> list[str]:
-  """Text in, text out: each prompt followed by its sampled continuation (up to EOS)."""
-  prompt_ids = [tokenizer.encode(p) for p in prompts]
-  empty = [p for p, ids in zip(prompts, prompt_ids, strict=True) if not ids]
-  if empty:
-    raise ValueError(
-      f"prompt {empty[0]!r} encodes to no tokens, so there is nothing to continue; give every "
-      "prompt some text"
-    )
-  result = generate(
-    model_config,
-    params,
-    prompt_ids,
-    max_new_tokens=max_new_tokens,
-    rng=jax.random.key(seed),
-    temperature=temperature,
-    top_k=top_k,
-    top_p=top_p,
-    eos_id=tokenizer.eos_id,
-    pad_id=getattr(tokenizer, "pad_id", 0),
-  )
-  new_ids = generated_tokens(result)
-  return [tokenizer.decode(p + n) for p, n in zip(prompt_ids, new_ids, strict=True)]

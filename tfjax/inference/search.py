@@ -1,20 +1,22 @@
 """Greedy and beam search over any cached step function, jit-traceable, one `lax.while_loop` each.
 
-The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) ->
-(logits [n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or
-a test's toy function. `decode_loop` emits one token per step, chosen by a strategy from the
-step's logits: `greedy` (argmax) here, temperature / top-k / top-p sampling in `sampling.py`; it
-is the library's one greedy decoder. Beam search keeps alive and finished hypotheses apart and
-ranks the top 2 * beam candidates each step (as Flax's `examples/wmt/decode.py` and
-Tensor2Tensor do), but finishes and stops by fairseq's rules (`fairseq/sequence_generator.py`;
-also Hugging Face's `early_stopping=True`): an ending candidate is finished only if it ranks
-within the top beam of its step, and an example is done once beam hypotheses have finished. So
-beam_size=1 is exactly greedy decoding. Scores are normalised with the GNMT length penalty (Wu
-et al. 2016, §7, Eq. 14); the Transformer used beam 4, alpha 0.6 and a maximum output length of
-input length + 50 (Vaswani et al. 2017, §6.1).
+The model is seen only through `step_fn(tokens [n, 1], positions [n, 1], cache, context) -> (logits
+[n, V], new cache)`, so the same search decodes the encoder-decoder Transformer, a GPT or a test's
+toy function; the cache is any per-row decoding state (keys/values, and for repetition control the
+tokens so far), which beam search reorders by parent beam. `decode_loop` emits one token per step,
+chosen by a strategy from the step's logits: `greedy` (argmax) here, temperature / top-k / top-p
+sampling in `sampling.py`; it is the library's one greedy decoder. Beam search keeps alive and
+finished hypotheses apart and ranks the top 2 * beam candidates each step (as Flax's
+`examples/wmt/decode.py` and Tensor2Tensor do), but finishes and stops by fairseq's rules
+(`fairseq/sequence_generator.py`; also Hugging Face's `early_stopping=True`): an ending candidate is
+finished only if it ranks within the top beam of its step, and an example is done once beam
+hypotheses have finished. So beam_size=1 is exactly greedy decoding. Scores are normalised with the
+GNMT length penalty (Wu et al. 2016, §7, Eq. 14); the Transformer used beam 4, alpha 0.6 and a
+maximum output length of input length + 50 (Vaswani et al. 2017, §6.1).
 
 Conventions shared by `greedy_search` and `beam_search`:
-- decoding feeds `bos_id` at position 0; the token fed at step i is at position i;
+- decoding feeds `bos_id` at position 0 and the token fed at step i is at position i, unless
+  `beam_search` is given per-example `last` tokens and `positions` (after a GPT's prompt);
 - output sequences exclude BOS, include the EOS token, and hold 0 (the pad id) after it;
 - `max_len` (static) is the number of output positions; `max_lengths` [batch] (optional) is a
   per-example limit, clipped to [1, max_len]: a hypothesis that reaches it without EOS ends
@@ -220,8 +222,11 @@ def beam_search(
   max_len: int,
   bos_id: int,
   eos_id: int,
-  alpha: float = 0.6,
+  alpha: float | Array = 0.6,
   max_lengths: Array | None = None,
+  last: Array | None = None,
+  positions: Array | None = None,
+  first_logits: Array | None = None,
 ) -> tuple[Array, Array]:
   """Beam search with the GNMT length penalty (Wu et al. 2016, §7) and fairseq's rules for
   finishing and stopping.
@@ -236,6 +241,11 @@ def beam_search(
     alpha: length-penalty exponent; scores are sum of log-probs / ((5 + length) / 6) ** alpha,
       length counting the EOS.
     max_lengths: optional [batch] limits <= max_len (e.g. source length + 50).
+    last, positions: optional [batch] token fed first and its position (default: bos_id at 0);
+      step i feeds each beam's last token at `positions + i`, as `decode_loop` does, so a GPT
+      continues prompts of different lengths, each example at its own position.
+    first_logits: optional [batch, V], the logits of `last` (e.g. from a prefill pass): step 0
+      ranks its candidates from them and calls no step_fn.
 
   Returns:
     (sequences [batch, beam, max_len] int32, scores [batch, beam] float32), best score first.
@@ -258,6 +268,15 @@ def beam_search(
   _check_batch_leading(cache, batch_size, "cache")
   _check_batch_leading(context, batch_size, "context")
   limits = _limits(max_lengths, batch_size, max_len)
+  last = jnp.full((batch_size,), bos_id, jnp.int32) if last is None else last
+  positions = jnp.zeros((batch_size,), jnp.int32) if positions is None else positions
+  for name, value in (("last", last), ("positions", positions)):
+    if jnp.shape(value) != (batch_size,):
+      raise ValueError(
+        f"{name} has shape {jnp.shape(value)}; pass one per example, ({batch_size},)"
+      )
+  if first_logits is not None and jnp.ndim(first_logits) != 2:
+    raise ValueError(f"first_logits has shape {jnp.shape(first_logits)}; pass [batch, vocab]")
   n = batch_size * beam_size
   neg_inf = jnp.float32(-jnp.inf)
 
@@ -274,11 +293,9 @@ def beam_search(
     i, _, _, _, finished_scores, _, _ = state
     return (i < max_len) & ~jnp.all(done_examples(i, finished_scores))
 
-  def step(state):
-    i, live_logp, live_seqs, last, finished_scores, finished_seqs, cache = state
+  def advance(state, logits, cache):  # one step from the logits [n, V] of the beams' last tokens
+    i, live_logp, live_seqs, _, finished_scores, finished_seqs, _ = state
     done = done_examples(i, finished_scores)  # [batch]
-    positions = jnp.full((n, 1), i, jnp.int32)
-    logits, cache = step_fn(last.reshape(n, 1), positions, cache, context)  # [n, V]
     vocab_size = logits.shape[-1]
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     candidates = live_logp[..., None] + log_probs.reshape(batch_size, beam_size, vocab_size)
@@ -309,17 +326,26 @@ def beam_search(
     finished_seqs = _gather_beams(merged_seqs, keep)
     return i + 1, live_logp_new, live_seqs, last, finished_scores, finished_seqs, cache
 
+  def step(state):
+    i, _, _, last, _, _, cache = state
+    fed_at = (start + i)[:, None]  # [n, 1]
+    logits, cache = step_fn(last.reshape(n, 1), fed_at, cache, context)  # [n, V]
+    return advance(state, logits, cache)
+
   zeros = jnp.zeros((batch_size, beam_size, max_len), jnp.int32)
+  start = expand(jnp.asarray(positions, jnp.int32))  # [n]: the position of each beam's `last`
   state = (
     jnp.int32(0),
     # One alive beam per example at first: the others are -inf, so they never win a slot.
     jnp.tile(jnp.array([0.0] + [-jnp.inf] * (beam_size - 1), jnp.float32), (batch_size, 1)),
     zeros,
-    jnp.full((batch_size, beam_size), bos_id, jnp.int32),
+    jnp.broadcast_to(jnp.asarray(last, jnp.int32)[:, None], (batch_size, beam_size)),
     jnp.full((batch_size, beam_size), neg_inf),
     zeros,
     cache,
   )
+  if first_logits is not None:
+    state = advance(state, expand(first_logits), cache)
   _, _, _, _, scores, sequences, _ = jax.lax.while_loop(not_done, step, state)
   sequences = jnp.where((scores > neg_inf)[..., None], sequences, 0)
   return sequences, scores

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 
 from tfjax.data import lm as lm_data
-from tfjax.inference import sampling
+from tfjax.inference import generation
 from tfjax.models.gpt import GPT, PARAM_AXES, GPTConfig
 from tfjax.training.metrics import transformer_flops_per_token
 from tfjax.training.step import LossFn, cross_entropy_loss, dropout_rngs
@@ -99,7 +99,7 @@ class LanguageModelTask(Task):
       self._train_tokens, eval_targets, self.model_config.vocab_size
     )
     sample_cfg = self.config.sample
-    samples = sampling.complete_texts(
+    samples = generation.complete_texts(
       self.model_config,
       params,
       self._data.tokenizer,
