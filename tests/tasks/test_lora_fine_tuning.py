@@ -1,6 +1,7 @@
-"""LoRA (config.lora) on the fine-tuning tasks through the trainer, on tiny runs: the pre-trained
-weights stay bit for bit, only the adapters and the head train and hold optimizer state, exact
-resume, rank 0 as today, and the one-line errors."""
+"""LoRA (config.lora) on the fine-tuning tasks through the trainer (BERT classification, GPT
+fine-tuning, ViT), on tiny runs: the pre-trained weights stay bit for bit, only the adapters and
+the head train and hold optimizer state, exact resume, a LoRA workdir loading as the merged
+model, rank 0 as today, and the one-line errors."""
 
 import json
 import logging
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from configs import gpt_tiny, gpt_tiny_topics
+from configs import gpt_tiny, gpt_tiny_topics, vit_tiny
 from tests.conftest import apply_overrides
 from tests.tasks.bert_runs import (
   FINE_TUNING,
@@ -23,6 +24,8 @@ from tests.tasks.bert_runs import (
   run_once,
   train_losses,
 )
+from tfjax.inference import load
+from tfjax.models import vit
 from tfjax.nn import lora
 from tfjax.tasks import registry
 from tfjax.training import checkpoint
@@ -196,3 +199,31 @@ def test_a_lora_gpt_trains_only_the_adapters_and_the_classifier(tmp_path_factory
   # The LM with start, delimiter and extract appended: those rows are frozen with the table.
   assert_trained_only_adapters_and_head(run, task.pretrained_body(), "gpt")
   assert json.loads((run.workdir / "config.json").read_text())["lora"]["rank"] == 4
+
+
+# --- ViT from init.checkpoint, and loading the LoRA run as an ordinary ViT --------------------
+
+
+def test_a_lora_vit_trains_only_the_adapters_and_head_and_loads_merged(tmp_path, tfds_dir):
+  vit_values = {**vit_tiny.SECONDS_OVERRIDES, "data.tfds_data_dir": tfds_dir}
+  vit_values.update({"data.train_split": "train[:200]", "data.test_split": "test[:16]"})
+  source = run_once(
+    apply_overrides(vit_tiny.get_config(), {**vit_values, "train.num_steps": 2}),
+    tmp_path / "source",
+  )
+  # 4 steps: the first at learning rate 0, then the zero head must move before B gets gradients.
+  values = {**vit_values, **LORA, "init.checkpoint": str(source.workdir)}
+  run = run_once(apply_overrides(vit_tiny.get_config(), values), tmp_path / "lora")
+  body = load.load(source.workdir, "vit").params["vit"]
+  assert_trained_only_adapters_and_head(run, body, "vit")
+
+  config, merged, _ = load.load(run.workdir, "vit")
+  assert config.lora is None and not lora.has_adapters(merged)
+  images = jax.random.uniform(KEY, (4, 28, 28, 1), minval=-1.0, maxval=1.0)
+  adapted = vit.ViT(config.replace(lora=lora.LoRA(4, 8.0, True)))
+  np.testing.assert_allclose(
+    vit.ViT(config).apply({"params": merged}, images),
+    adapted.apply({"params": final_params(run)}, images),
+    rtol=1e-5,
+    atol=1e-5,
+  )
