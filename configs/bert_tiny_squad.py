@@ -33,6 +33,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = "question_answering"
   # The architecture is taken from init.checkpoint; dropout, dtype and remat stay ours.
   config.init = ml_collections.ConfigDict(dict(checkpoint="workdir/bert_tiny", load_weights=True))
+  # LoRA (Hu et al. 2021): rank 0 fine-tunes every weight; rank r > 0 freezes the pre-trained
+  # ones and trains rank-r adapters on the attention projections (and the MLP's with mlp=True),
+  # scaled by alpha / r, with the new head.
+  config.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, mlp=False))
   config.data = ml_collections.ConfigDict(
     dict(
       name="squad",  # TFDS "squad" (v1.1); or "squad/v2.0" with version_2_with_negative=True

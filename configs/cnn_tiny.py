@@ -29,5 +29,5 @@ def get_config() -> ml_collections.ConfigDict:
       dtype="float32",
     )
   )
-  del config.init  # trains from scratch
+  del config.init, config.lora  # trains from scratch
   return config

@@ -9,6 +9,14 @@ baseline):
   python -m train.train --config=configs/gpt_tiny_sentiment.py \
       --workdir=workdir/gpt_tiny_sentiment_scratch --config.init.load_weights=False
 
+LoRA (Hu et al. 2021: the pre-trained weights frozen, rank-8 adapters on the attention
+projections and the classifier trained; measured against full fine-tuning by
+`python -m benchmarks.lora --train`):
+
+  python -m train.train --config=configs/gpt_tiny_sentiment.py \
+      --workdir=workdir/gpt_tiny_sentiment_lora --config.lora.rank=8 \
+      --config.train.learning_rate=1e-3
+
 The budget of configs/bert_tiny_sentiment.py; compared with BERT by benchmarks/gpt_vs_bert.py.
 Expected: test accuracy beside always "fresh" (0.573).
 """

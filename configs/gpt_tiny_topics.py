@@ -32,6 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
   # dropout 0.1 everywhere, the classifier too).
   config.model.update(dropout_rate=0.1, attention_dropout_rate=0.1)
   config.init = ml_collections.ConfigDict(dict(checkpoint="workdir/gpt_tiny", load_weights=True))
+  # LoRA (Hu et al. 2021): rank 0 fine-tunes every weight; rank r > 0 freezes the pre-trained
+  # ones and trains rank-r adapters on the attention projections (and the MLP's with mlp=True),
+  # scaled by alpha / r, with the new head.
+  config.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, mlp=False))
   config.fine_tuning = ml_collections.ConfigDict(
     dict(lm_coef=0.5, classifier_dropout_rate=0.1)  # §3.2, Eq. 5: lambda = 0.5; 0 turns it off
   )

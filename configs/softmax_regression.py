@@ -23,5 +23,5 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.data.update(crop_padding=0, flip=False)
   config.train.weight_decay = 0.0
-  del config.init
+  del config.init, config.lora
   return config

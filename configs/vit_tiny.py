@@ -88,6 +88,10 @@ def get_config() -> ml_collections.ConfigDict:
       resample_posemb=False,  # True: move its position table to this model's patch grid
     )
   )
+  # LoRA (Hu et al. 2021): rank 0 fine-tunes every weight; rank r > 0 freezes the pre-trained
+  # ones and trains rank-r adapters on the attention projections (and the MLP's with mlp=True),
+  # scaled by alpha / r, with the new head.
+  config.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, mlp=False))
 
   # AdamW, warmup then cosine (the paper's §4.1), at DeiT's small-data strength: lr 1e-3 at
   # batch 128, decoupled weight decay 0.05 on every matrix (as tfjax's other recipes, the

@@ -15,6 +15,7 @@ from safetensors.numpy import load_file, save_file
 
 from tfjax.hub import files, gpt2
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.nn import lora
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "gpt2_tiny"
 WEIGHTS = files.WEIGHTS_FILE
@@ -285,6 +286,30 @@ def test_untied_model_round_trips_through_export(tmp_path):
   assert set(flat) == set(flat_loaded)
   for path in flat:
     np.testing.assert_array_equal(flat_loaded[path], flat[path], err_msg=path)
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["unrolled", "scanned"])
+def test_a_lora_model_exports_with_its_adapters_merged_into_the_weights(tmp_path, imported, scan):
+  """HF has no adapter tensors: the exported GPT-2 computes what the adapted model does."""
+  config, params = imported
+  config = config.replace(scan_layers=scan)
+  adapted_config = config.replace(lora=lora.LoRA(rank=2, alpha=4.0, mlp=True))
+  tokens = jnp.asarray(np.arange(1, 9)[None] % config.vocab_size, jnp.int32)
+  fresh = jax.jit(GPT(adapted_config).init)(jax.random.key(0), tokens)["params"]
+  rng = np.random.default_rng(0)
+  adapters = jax.tree.map(lambda x: jnp.asarray(rng.normal(0, 0.3, x.shape), x.dtype), fresh)
+  base = gpt2.gpt2_params_from_hf(config, files.read_safetensors(GOLDEN))  # the base weights
+  adapted = lora.with_adapters(base, adapters)
+  gpt2.save_gpt2(tmp_path, adapted_config, adapted)
+  assert not any("lora" in name for name in load_file(tmp_path / WEIGHTS))
+  loaded_config, loaded = gpt2.load_gpt2(tmp_path)
+  assert loaded_config == config.replace(scan_layers=False)  # config.json has no adapters
+  want = jax.jit(GPT(adapted_config).apply)({"params": adapted}, tokens)
+  np.testing.assert_allclose(logits_of(loaded_config, loaded, tokens), want, atol=1e-4)
+  unadapted = logits_of(config, base, tokens)
+  assert np.abs(unadapted - np.asarray(want)).max() > 1e-2  # the adapters changed the model
+  with pytest.raises(ValueError, match=r"the params hold LoRA adapters, but a GPT with .* has"):
+    gpt2.gpt2_params_to_hf(config, adapted)
 
 
 def test_exported_eos_defaults_to_gpt2s_only_when_the_vocab_has_it():

@@ -23,6 +23,7 @@ from tfjax.models.bert import BertConfig, BertForPreTraining
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.models.vit import ViT, ViTConfig, ViTModel
+from tfjax.nn import lora
 from tfjax.training import checkpoint
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -249,6 +250,34 @@ def test_a_vit_workdir_restores_the_params_of_vit_on_images(tmp_path):
   config, restored, tokenizer = load.load(workdir, "vit")
   assert config == VIT and tokenizer is None
   assert_trees_equal(restored, params)
+
+
+def test_a_lora_vit_workdir_loads_as_the_model_with_its_adapters_merged(tmp_path):
+  adapters = lora.LoRA(rank=2, alpha=4.0, mlp=True)
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+  adapted = ViT(VIT.replace(lora=adapters))
+  rng = np.random.default_rng(1)  # trained: every adapter and the head away from their init
+  params = jax.tree.map(
+    lambda x: jnp.asarray(rng.normal(0, 0.5, x.shape), x.dtype),
+    jax.jit(adapted.init)(jax.random.key(0), images)["params"],
+  )
+  workdir = make_workdir(tmp_path / "vit", "image_classification", VIT, {3: params})
+  saved = json.loads((workdir / "config.json").read_text())
+  saved["lora"] = {"rank": 2, "alpha": 4.0, "mlp": True}  # as config.json of a LoRA run
+  (workdir / "config.json").write_text(json.dumps(saved))
+  config, merged, _ = load.load(workdir, "vit")
+  assert config == VIT  # an ordinary ViT
+  assert_trees_equal(
+    jax.tree.map(np.shape, merged), jax.tree.map(np.shape, lora.base_params(params))
+  )
+  np.testing.assert_allclose(
+    ViT(config).apply({"params": merged}, images),
+    adapted.apply({"params": params}, images),
+    rtol=1e-5,
+    atol=1e-5,
+  )
+  with pytest.raises(ValueError, match=r"trained LoRA adapters; average_last=2 would average"):
+    load.load(workdir, "vit", average_last=2)
 
 
 def write_image_workdir(root: Path, **saved) -> Path:

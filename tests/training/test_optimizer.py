@@ -228,3 +228,81 @@ def test_accumulation_is_not_the_optimizers_business():
   assert jax.tree.structure(states[0]) == jax.tree.structure(
     optimizer.make_optimizer(_train_config())[0].init(params)
   )
+
+
+# ------------------------------------------------------------------------------ frozen leaves
+
+
+def _adapted_params():
+  """A pre-trained body with one LoRA adapter, and a new head (tfjax.nn.lora's layout)."""
+  rng = np.random.default_rng(0)
+  params = {
+    "body": {
+      "qkv": {
+        "kernel": rng.normal(size=(8, 24)),
+        "bias": rng.normal(size=(24,)),
+        "lora_a": rng.normal(size=(8, 2)),
+        "lora_b": rng.normal(size=(2, 24)),
+      },
+      "norm": {"scale": rng.normal(size=(8,)), "bias": rng.normal(size=(8,))},
+    },
+    "head": {"kernel": rng.normal(size=(8, 3)), "bias": rng.normal(size=(3,))},
+  }
+  return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+
+
+def _trainable(params):
+  return jax.tree_util.tree_map_with_path(
+    lambda path, _: path[0].key == "head" or path[-1].key.startswith("lora_"), params
+  )
+
+
+TRAINED = {"['body']['qkv']['lora_a']", "['body']['qkv']['lora_b']", "['head']['kernel']",
+           "['head']['bias']"}  # fmt: skip
+
+
+def test_frozen_leaves_have_no_optimizer_state_and_are_not_updated():
+  params = _adapted_params()
+  tx, _ = optimizer.make_optimizer(_train_config(grad_clip_norm=1.0), trainable=_trainable)
+  state = tx.init(params)
+  arrays = [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(state)]
+  moments = {path: x for path, x in arrays if x.ndim}  # Adam's mu and nu; the rest are counts
+  assert len(moments) == 2 * len(TRAINED)
+  assert {path.split(".mu")[-1] for path in moments if ".mu" in path} == TRAINED
+  state_bytes = sum(x.nbytes for _, x in arrays)
+  trained_bytes = sum(x.nbytes for k, x in _leaf_names(params).items() if k in TRAINED)
+  assert state_bytes == 2 * trained_bytes + 8  # mu, nu, the int32 counts of Adam and schedule
+
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = jax.jit(tx.update)(grads, state, params)
+  for name, leaf in _leaf_names(updates).items():
+    assert np.any(np.asarray(leaf)) == (name in TRAINED), name
+
+
+def test_clipping_and_weight_decay_see_only_the_trained_leaves():
+  # The trained leaves' updates are those of the plain optimizer on the trained leaves alone,
+  # whatever the frozen leaves' gradients (huge here: they would dominate a global clip).
+  config = _train_config(grad_clip_norm=1.0, weight_decay=0.1)
+  params = _adapted_params()
+  grads = jax.tree.map(jnp.ones_like, params)
+  grads["body"]["qkv"]["kernel"] = grads["body"]["qkv"]["kernel"] * 1e6
+  tx, _ = optimizer.make_optimizer(config, trainable=_trainable)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+
+  def trained(tree):
+    return {
+      "qkv": {k: tree["body"]["qkv"][k] for k in ("lora_a", "lora_b")},
+      "head": tree["head"],
+    }
+
+  plain, _ = optimizer.make_optimizer(config)
+  expected, _ = jax.jit(plain.update)(trained(grads), plain.init(trained(params)), trained(params))
+  chex.assert_trees_all_close(trained(updates), expected, rtol=1e-6)
+  assert np.any(np.asarray(expected["qkv"]["lora_a"]))
+
+
+def test_without_frozen_leaves_the_optimizer_is_the_plain_one():
+  params = _adapted_params()
+  plain, _ = optimizer.make_optimizer(_train_config())
+  everything, _ = optimizer.make_optimizer(_train_config(), trainable=None)
+  assert jax.tree.structure(plain.init(params)) == jax.tree.structure(everything.init(params))

@@ -195,6 +195,7 @@ def _target(config: BertConfig, head: str) -> engine.Target:
     summary=summary(BERT_CONFIG, config, keys),
     body_path=BODY_PATH if nested else "",
     hf_prefix=HF_PREFIX if nested else "",
+    lora=config.lora,
   )
 
 

@@ -5,7 +5,8 @@ HF may nest the body under, older spellings, buffers and tied copies. Import che
 against the shapes of the tfjax model, so a checkpoint that does not fit its config fails naming
 each parameter and both shapes instead of producing a subtly wrong model; export runs the same
 rows the other way. The rows speak of `layer_{i}`: a scanned model (stacked layers) converts
-through the unscanned layout.
+through the unscanned layout. LoRA adapters have no HF tensors: export merges them into the
+weights (`tfjax.nn.lora.merge`, with the target's `lora`), import reads the base weights.
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from tfjax.nn import lora as lora_lib
 from tfjax.nn.stack import stack_layers, unstack_layers
 
 Params = dict[str, Any]
@@ -70,6 +72,7 @@ class Target:
   summary: str  # its config in HF's words, in reports: "n_layer=2, n_embd=32, ..."
   body_path: str = ""  # where the model nests the body ("bert/" inside BERT's heads)
   hf_prefix: str = ""  # put before the HF names of body tensors on export
+  lora: lora_lib.LoRA | None = None  # the config's adapters: merged into the weights on export
 
 
 def abstract_params(module: nn.Module) -> Params:
@@ -119,8 +122,8 @@ def _rows(family: Family, target: Target) -> list[Row]:
 
 
 def _expected_shapes(target: Target) -> dict[str, tuple[int, ...]]:
-  """Our unscanned parameter paths ("layer_0/mlp/hidden/kernel") -> shapes."""
-  flat = traverse_util.flatten_dict(unstack_layers(target.shapes), sep="/")
+  """Our unscanned parameter paths ("layer_0/mlp/hidden/kernel") -> shapes; no adapters."""
+  flat = traverse_util.flatten_dict(unstack_layers(lora_lib.base_params(target.shapes)), sep="/")
   return {path: tuple(leaf.shape) for path, leaf in flat.items()}
 
 
@@ -211,9 +214,16 @@ def params_from_hf(family: Family, target: Target, tensors: Mapping[str, np.ndar
 
 def params_to_hf(family: Family, target: Target, params: Params) -> dict[str, np.ndarray]:
   """HF tensors (float32, body names under `target.hf_prefix`) from the target's `params`
-  (or its `{"params": ...}` variables), scanned or not."""
+  (or its `{"params": ...}` variables), scanned or not; LoRA adapters merged into the weights."""
   if set(params) == {"params"}:
     params = params["params"]
+  if lora_lib.has_adapters(params):
+    if target.lora is None:
+      raise ValueError(
+        f"the params hold LoRA adapters, but {target.description} has none; export them with "
+        "the config they were trained with (its lora says how to merge them)"
+      )
+    params = lora_lib.merge(params, target.lora)
   flat = traverse_util.flatten_dict(unstack_layers(params), sep="/")
   tensors = {}
   for hf, row in _name_map(family, target, _expected_shapes(target)).items():

@@ -145,6 +145,7 @@ def _target(config: GPTConfig) -> engine.Target:
     ),
     summary=summary(GPT2_CONFIG, config, keys),
     hf_prefix=HF_PREFIX,
+    lora=config.lora,
   )
 
 

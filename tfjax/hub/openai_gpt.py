@@ -238,6 +238,7 @@ def _target(config: GPTConfig, head: str) -> engine.Target:
     summary=summary(OPENAI_GPT_CONFIG, config, keys),
     body_path=BODY_PATH if nested else "",
     hf_prefix=HF_PREFIX,
+    lora=config.lora,
   )
 
 

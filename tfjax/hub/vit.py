@@ -246,6 +246,7 @@ def _target(config: ViTConfig, head: str) -> engine.Target:
     summary=summary(VIT_CONFIG, config, keys) + labels,
     body_path=BODY_PATH if nested else "",
     hf_prefix=HF_PREFIX if nested else "",
+    lora=config.lora,
   )
 
 

@@ -5,7 +5,9 @@ told apart by config.json's model_type), BERT, the Transformer and ViT (an image
 tokenizer).
 
 A workdir's config.json has a "model" section (and a "task"); an HF one has none. Only
-`config.json` is read to tell them apart and to check the family, before any weights.
+`config.json` is read to tell them apart and to check the family, before any weights. A workdir
+of a LoRA run (its config.json's "lora" section) loads with the adapters merged into the
+weights (`tfjax.nn.lora.merge`): an ordinary model.
 """
 
 import json
@@ -30,6 +32,7 @@ from tfjax.models.bert import BertConfig, BertForPreTraining
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.models.transformer import Transformer, TransformerConfig
 from tfjax.models.vit import ViT, ViTConfig
+from tfjax.nn import lora
 from tfjax.training import checkpoint
 
 CONFIG_FILE = "config.json"
@@ -255,7 +258,17 @@ def _load_hf(family: str, root: pathlib.Path, head: str | None) -> tuple[Any, An
 
 
 def _restore(root: pathlib.Path, spec: _Family, config: Any, average_last: int) -> Any:
-  """The params of the latest checkpoint, or the mean of the newest `average_last`."""
+  """The params of the latest checkpoint, or the mean of the newest `average_last`; a LoRA
+  run's with its adapters merged into the weights."""
+  adapters = lora.LoRA.from_config(json.loads((root / CONFIG_FILE).read_text()).get("lora"))
+  if adapters is not None:
+    if average_last != 1:
+      raise ValueError(
+        f"{root} trained LoRA adapters; average_last={average_last} would average them apart "
+        "from their weights: load it with average_last=1"
+      )
+    abstract = spec.abstract_params(config.replace(lora=adapters))
+    return lora.merge(checkpoint.restore_params(str(root), abstract), adapters)
   abstract = spec.abstract_params(config)
   if average_last == 1:
     return checkpoint.restore_params(str(root), abstract)

@@ -24,6 +24,7 @@ from tfjax.nn import partitioning
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
 from tfjax.nn.feedforward import activation_fn
+from tfjax.nn.lora import LoRA
 from tfjax.nn.stack import apply_layers, constrain, layer_values
 
 Array = jax.Array
@@ -49,6 +50,8 @@ class BertConfig(ModelConfig):
   dtype: str = "float32"  # compute dtype; parameters stay float32
   remat_policy: str = "none"  # activation rematerialisation of each layer: see REMAT_POLICIES
   scan_layers: bool = False  # one nn.scan over stacked layer params: fast compiles of deep models
+  # Low-rank adapters on the layers' projections; fine-tuning tasks set it from config.lora.
+  lora: LoRA | None = None
 
   def __post_init__(self):
     self.check(
@@ -161,6 +164,7 @@ class BertModel(nn.Module):
       layer_norm_epsilon=cfg.layer_norm_epsilon,
       kernel_init=init,
       dtype=dtype,
+      lora=cfg.lora,
       name=name,
     )
     embedded = x

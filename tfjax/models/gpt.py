@@ -31,6 +31,7 @@ from tfjax.nn import partitioning
 from tfjax.nn.attention import causal_mask, combine_masks, segment_mask
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding, TokenEmbedding
+from tfjax.nn.lora import LoRA
 from tfjax.nn.stack import apply_layers, constrain
 
 Array = jax.Array
@@ -58,6 +59,8 @@ class GPTConfig(ModelConfig):
   remat_policy: str = "none"  # activation rematerialisation of each layer: see REMAT_POLICIES
   scan_layers: bool = False  # one nn.scan over stacked layer params: fast compiles of deep models
   decode: bool = False  # incremental decoding with a key/value cache
+  # Low-rank adapters on the layers' projections; fine-tuning tasks set it from config.lora.
+  lora: LoRA | None = None
 
   def __post_init__(self):
     self.check("vocab_size", "max_len", "num_layers", "num_heads", "d_model", "d_ff")
@@ -141,6 +144,7 @@ class GPTModel(nn.Module):
       out_kernel_init=nn.initializers.normal(stddev=out_std) if out_std else None,
       dtype=dtype,
       decode=cfg.decode,
+      lora=cfg.lora,
       name=name,
     )
     # When decoding, each attention layer builds its mask from the cache and `positions`.

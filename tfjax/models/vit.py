@@ -27,6 +27,7 @@ from tfjax.models.config import ModelConfig
 from tfjax.nn import partitioning
 from tfjax.nn.blocks import TransformerLayer
 from tfjax.nn.embedding import LearnedPositionEmbedding
+from tfjax.nn.lora import LoRA
 from tfjax.nn.stack import apply_layers, constrain, layer_values
 
 Array = jax.Array
@@ -56,6 +57,8 @@ class ViTConfig(ModelConfig):
   dtype: str = "float32"  # compute dtype; parameters stay float32
   remat_policy: str = "none"  # activation rematerialisation of each layer: see REMAT_POLICIES
   scan_layers: bool = False  # one nn.scan over stacked layer params: fast compiles of deep models
+  # Low-rank adapters on the layers' projections; fine-tuning tasks set it from config.lora.
+  lora: LoRA | None = None
 
   def __post_init__(self):
     self.check("image_size", "patch_size", "num_channels", "num_layers", "num_heads", "d_model")
@@ -179,6 +182,7 @@ class ViTModel(nn.Module):
       attention_dropout_rate=cfg.attention_dropout_rate,
       layer_norm_epsilon=cfg.layer_norm_epsilon,
       kernel_init=nn.initializers.xavier_uniform(),  # as the original ViT and big_vision
+      lora=cfg.lora,
       dtype=dtype,
       name=name,
     )

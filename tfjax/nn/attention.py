@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tfjax.nn import lora as lora_lib
+
 Array = jax.Array
 
 
@@ -82,7 +84,8 @@ class MultiHeadAttention(nn.Module):
 
   Self-attention (`inputs_kv` is None) uses one fused projection `qkv` whose kernel is
   [d_model, h*d_k | h*d_k | h*d_v] — the layout of GPT-2's `c_attn`. Cross-attention uses
-  `query` and `key_value` projections. `d_k` and `d_v` default to d_model / num_heads.
+  `query` and `key_value` projections. `d_k` and `d_v` default to d_model / num_heads. With
+  `lora`, each projection carries a low-rank adapter (`tfjax.nn.lora`).
 
   With `decode=True` (self-attention only), keys and values are written into a cache at the
   absolute `positions` of the query tokens, and each query attends to every cached key at or
@@ -101,6 +104,7 @@ class MultiHeadAttention(nn.Module):
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
   decode: bool = False
+  lora: lora_lib.LoRA | None = None  # low-rank adapters on all four projections
 
   @nn.compact
   def __call__(
@@ -121,8 +125,9 @@ class MultiHeadAttention(nn.Module):
       )
     d_k = self.d_k or d_model // heads
     d_v = self.d_v or d_model // heads
-    dense = lambda features, name: nn.Dense(
+    dense = lambda features, name: lora_lib.dense(
       features,
+      self.lora,
       use_bias=self.use_bias,
       kernel_init=self.kernel_init,
       dtype=self.dtype,
@@ -159,8 +164,9 @@ class MultiHeadAttention(nn.Module):
     )
     self.sow("intermediates", "attention_weights", weights)  # kept only if asked for
     out = out.reshape(*out.shape[:-2], heads * d_v)  # [b, q, h*d_v]
-    return nn.Dense(
+    return lora_lib.dense(
       self.out_features or d_model,
+      self.lora,
       use_bias=self.use_bias,
       kernel_init=self.out_kernel_init or self.kernel_init,
       dtype=self.dtype,

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tfjax.nn import lora as lora_lib
 from tfjax.nn.attention import MultiHeadAttention
 from tfjax.nn.feedforward import FeedForward
 
@@ -23,7 +24,8 @@ class TransformerLayer(nn.Module):
 
   Parameters: `self_attention`, `cross_attention`, `mlp`, each with its LayerNorm
   `<name>_norm`. `out_kernel_init` initialises the projections that write into the residual
-  stream (GPT-2 scales them by 1/sqrt(2 * num_layers)).
+  stream (GPT-2 scales them by 1/sqrt(2 * num_layers)). `lora` puts low-rank adapters on the
+  attention projections, and on the MLP's with `lora.mlp` (Hu et al. 2021, §4.2).
   """
 
   num_heads: int
@@ -41,6 +43,7 @@ class TransformerLayer(nn.Module):
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
   decode: bool = False
+  lora: lora_lib.LoRA | None = None
 
   @nn.compact
   def __call__(
@@ -63,6 +66,7 @@ class TransformerLayer(nn.Module):
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       decode=decode,
+      lora=self.lora,
       name=name,
     )
     self_attention = attention("self_attention", self.decode)
@@ -89,6 +93,7 @@ class TransformerLayer(nn.Module):
       out_kernel_init=self.out_kernel_init,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
+      lora=self.lora if self.lora is not None and self.lora.mlp else None,
       name="mlp",
     )
     return self._residual("mlp", mlp, x, deterministic)

@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tfjax.nn import lora as lora_lib
+
 Array = jax.Array
 
 ACTIVATIONS = {
@@ -22,7 +24,8 @@ def activation_fn(name: str):
 
 
 class FeedForward(nn.Module):
-  """FFN(x) = act(x W1 + b1) W2 + b2, applied to each position alone."""
+  """FFN(x) = act(x W1 + b1) W2 + b2, applied to each position alone; with `lora`, W1 and W2
+  carry low-rank adapters (`tfjax.nn.lora`)."""
 
   d_ff: int
   activation: str = "relu"
@@ -30,20 +33,23 @@ class FeedForward(nn.Module):
   out_kernel_init: nn.initializers.Initializer | None = None
   dtype: jnp.dtype = jnp.float32
   param_dtype: jnp.dtype = jnp.float32
+  lora: lora_lib.LoRA | None = None
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     d_model = x.shape[-1]
-    h = nn.Dense(
+    h = lora_lib.dense(
       self.d_ff,
+      self.lora,
       kernel_init=self.kernel_init,
       dtype=self.dtype,
       param_dtype=self.param_dtype,
       name="hidden",
     )(x)  # [b, t, d_ff]
     h = activation_fn(self.activation)(h)
-    return nn.Dense(
+    return lora_lib.dense(
       d_model,
+      self.lora,
       kernel_init=self.out_kernel_init or self.kernel_init,
       dtype=self.dtype,
       param_dtype=self.param_dtype,

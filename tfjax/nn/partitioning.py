@@ -28,6 +28,14 @@ PARAM_AXES: ParamAxes = (
   (r"output/kernel", ("mlp", "embed")),
   (r"(out|output)/bias", ("embed",)),
   (r"\w*_norm/(scale|bias)", ("embed",)),  # every LayerNorm: <sublayer>_norm, final_norm
+  # LoRA adapters (tfjax.nn.lora): sharded as their kernel along its axes; no rule maps "lora"
+  # (the rank), so that axis stays replicated.
+  (r"(qkv|query|key_value|hidden)/lora_a", ("embed", "lora")),
+  (r"out/lora_a", ("heads", "lora")),
+  (r"output/lora_a", ("mlp", "lora")),
+  (r"(qkv|query|key_value)/lora_b", ("lora", "heads")),
+  (r"hidden/lora_b", ("lora", "mlp")),
+  (r"(out|output)/lora_b", ("lora", "embed")),
 )
 
 

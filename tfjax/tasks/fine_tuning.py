@@ -57,6 +57,13 @@ class FineTuningTask(Task):
 
   tokenizer_files = "a vocab.txt or sentencepiece .model"  # what data.tokenizer may name
 
+  def pretrained_key(self) -> str | None:
+    """The body, when it starts from init.checkpoint's weights: what LoRA (config.lora) freezes.
+    The task's head stays trainable; so does nothing else (biases, LayerNorms and, for GPT, the
+    embedding table with its added special-token rows are frozen)."""
+    init = self.config.init
+    return self.body_key if init.checkpoint and init.load_weights else None
+
   def load_tokenizer(self, source: str) -> Tokenizer:
     """The tokenizer of a workdir, an HF directory or a vocabulary file."""
     return bert_tokenizer.load_bert_tokenizer(source)

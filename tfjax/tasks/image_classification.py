@@ -102,6 +102,10 @@ class ImageClassificationTask(Task):
   def seq_len(self) -> int:
     return 1
 
+  def pretrained_key(self) -> str | None:
+    """The ViT body of init.checkpoint, what LoRA (config.lora) freezes; its new head trains."""
+    return "vit" if self.config.get("init", {}).get("checkpoint", "") else None
+
   def validate(self) -> None:
     data, init = self.config.data, self.config.get("init", {})
     if data.get("crop_padding", 0) < 0:
@@ -164,7 +168,7 @@ class ImageClassificationTask(Task):
         name,
       )
       self.config.model.num_classes = data.num_labels
-      self.model_config = self.model_config_cls.from_config(self.config.model)
+      self.model_config = self.model_config.replace(num_classes=data.num_labels)
     if channels != cfg.num_channels:
       raise ValueError(
         f"dataset '{name}' has {channels}-channel images but model.num_channels="

@@ -6,7 +6,7 @@ in the train step (`step.train_step(..., grad_accum_steps=k)`), which sums micro
 before its one `update` call: the optimizer and its schedule see one update per step either way.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -142,7 +142,10 @@ def decay_mask(params: Any) -> Any:
 
 
 def make_optimizer(
-  train_config: Mapping[str, Any], d_model: int | None = None
+  train_config: Mapping[str, Any],
+  d_model: int | None = None,
+  *,
+  trainable: Callable[[Any], Any] | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Global-norm clipping, then AdamW with decoupled decay on matrices only, on a schedule;
   with `on_nonfinite="skip"`, updates with non-finite gradients are skipped (`skip_nonfinite`).
@@ -151,6 +154,11 @@ def make_optimizer(
   `grad_clip_norm` (0 or None: no clipping), `schedule` and `on_nonfinite`; clipping sees the
   whole batch's gradient, accumulated or not. Returns the transformation and the schedule
   (indexed by optimizer updates, for logging the rate).
+
+  `trainable` (params -> a tree of bools; None: every parameter trains) freezes the leaves it
+  marks False: they get zero updates and no optimizer state (`optax.multi_transform` with
+  `optax.set_to_zero`), and clipping and weight decay see only the trainable leaves — LoRA's
+  frozen base (Hu et al. 2021, §4.1).
   """
   schedule = make_schedule(train_config, d_model=d_model)
   b1 = float(train_config.get("b1", 0.9))
@@ -175,9 +183,26 @@ def make_optimizer(
   # The same state layout with or without clipping, so toggling it does not break a resume.
   clipping = optax.clip_by_global_norm(float(clip)) if clip else optax.identity()
   tx = optax.chain(clipping, adamw)
+  if trainable is not None:
+    tx = freeze(tx, trainable)
   if train_config.get("on_nonfinite", "stop") == "skip":
     tx = skip_nonfinite(tx)
   return tx, schedule
+
+
+TRAINABLE, FROZEN = "trainable", "frozen"  # the labels of `freeze`'s two partitions
+
+
+def freeze(
+  inner: optax.GradientTransformation, trainable: Callable[[Any], Any]
+) -> optax.GradientTransformation:
+  """`inner` on the leaves `trainable(params)` marks True; zero updates and no state for the
+  others (their moments are never allocated: optax masks them out of `inner`'s state)."""
+
+  def labels(params: Any) -> Any:
+    return jax.tree.map(lambda t: TRAINABLE if t else FROZEN, trainable(params))
+
+  return optax.multi_transform({TRAINABLE: inner, FROZEN: optax.set_to_zero()}, labels)
 
 
 def skip_nonfinite(inner: optax.GradientTransformation) -> optax.GradientTransformation:

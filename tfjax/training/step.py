@@ -42,6 +42,18 @@ def accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = N
   return (correct * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
 
+def without_frozen_gradients(loss_fn: LossFn, trainable: Callable[[Any], Any]) -> LossFn:
+  """`loss_fn` with `stop_gradient` on the leaves `trainable(params)` marks False (LoRA's frozen
+  base): their gradients are constant zeros, so XLA computes no weight gradient for them, and
+  the step's grad_norm is that of the trained leaves (what clipping sees)."""
+
+  def wrapped(params: Any, batch: dict, dropout_rng: jax.Array | None, deterministic: bool):
+    stop = lambda p, t: p if t else jax.lax.stop_gradient(p)
+    return loss_fn(jax.tree.map(stop, params, trainable(params)), batch, dropout_rng, deterministic)
+
+  return wrapped
+
+
 def dropout_rngs(dropout_rng: jax.Array | None, deterministic: bool) -> dict:
   """The `rngs` of a loss function's `model.apply`: none when dropout is off."""
   return {} if deterministic else {"dropout": dropout_rng}

@@ -8,6 +8,7 @@ no task: `tfjax.tasks.registry` maps the name in `config.task` to its class.
 
 import abc
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from tfjax.nn import lora as lora_lib
 from tfjax.nn.partitioning import PARAM_AXES, ParamAxes
 from tfjax.training.step import LossFn
 
@@ -50,7 +52,42 @@ class Task(abc.ABC):
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.model_config = self.model_config_cls.from_config(config.model)
+    self.lora = self._lora()
     self.validate()
+
+  def pretrained_key(self) -> str | None:
+    """Where the weights a fine-tuning run starts from sit in its params (e.g. "bert"); None for
+    a run that trains every weight from scratch."""
+    return None
+
+  def _lora(self) -> lora_lib.LoRA | None:
+    """The adapters `config.lora` asks for (None: rank 0 or no section), set on the model
+    config. LoRA trains adapters on frozen pre-trained weights: a run from scratch has none."""
+    lora = lora_lib.LoRA.from_config(self.config.get("lora"))
+    if lora is None:
+      return None
+    if self.pretrained_key() is None:
+      raise ValueError(
+        f"lora.rank={lora.rank}: LoRA trains adapters on frozen pre-trained weights, but this "
+        f"{self.config.get('task')!r} run trains from scratch; set lora.rank=0, or fine-tune "
+        "from init.checkpoint with init.load_weights=True"
+      )
+    if "lora" not in {f.name for f in dataclasses.fields(self.model_config)}:
+      raise ValueError(
+        f"lora.rank={lora.rank}: {type(self.model_config).__name__} has no attention "
+        "projections to adapt; set lora.rank=0"
+      )
+    self.model_config = self.model_config.replace(lora=lora)
+    return lora
+
+  def trainable(self) -> Callable[[Any], Any] | None:
+    """params -> a tree of bools, True where the optimizer updates a leaf; None: every leaf.
+    With LoRA: the adapters and what the pre-trained checkpoint does not provide (the task's
+    new head, as PEFT's modules_to_save); the pre-trained weights stay frozen (Hu et al. 2021,
+    §4.1)."""
+    if self.lora is None:
+      return None
+    return functools.partial(lora_lib.trainable, frozen=self.pretrained_key())
 
   def validate(self) -> None:  # noqa: B027 (optional hook)
     """Task-specific config checks, before any data or compilation; raise ValueError."""
@@ -113,10 +150,11 @@ def adopt_architecture(
   config: ml_collections.ConfigDict, current: Any, source_config: Any, source: str, keep=()
 ) -> Any:
   """`current` (a model config) with the architecture of `source_config` (the model a run starts
-  from, found at `source`): every field but `keep` and MAY_CHANGE_ON_RESUME (dropout, dtype,
-  remat) taken from it, so its weights fit and compute what they computed; `config.model` is
-  updated to match (the saved config.json tells the truth) and a warning lists what changed."""
-  kept = {*keep, *MAY_CHANGE_ON_RESUME}
+  from, found at `source`): every field but `keep`, MAY_CHANGE_ON_RESUME (dropout, dtype,
+  remat) and `lora` (the run's own adapters, from config.lora) taken from it, so its weights fit
+  and compute what they computed; `config.model` is updated to match (the saved config.json
+  tells the truth) and a warning lists what changed."""
+  kept = {*keep, *MAY_CHANGE_ON_RESUME, "lora"}
   changed = {
     f.name: (getattr(current, f.name), getattr(source_config, f.name))
     for f in dataclasses.fields(current)
@@ -131,7 +169,7 @@ def adopt_architecture(
   )
   for name, (_, value) in changed.items():
     config.model[name] = value
-  return type(current).from_config(config.model)
+  return current.replace(**{name: value for name, (_, value) in changed.items()})
 
 
 def write_output(workdir: str, name: str, text: str) -> None:

@@ -19,12 +19,13 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from tfjax.nn import lora
 from tfjax.training import checkpoint, faults, metrics, optimizer, plots, preemption, sharding
 from tfjax.training import workdir as workdir_lib
 from tfjax.training.orbax_echoes import orbax_echoes_to_debug
 from tfjax.training.parallel import Parallel
 from tfjax.training.state import TrainState
-from tfjax.training.step import check_grad_accum_steps
+from tfjax.training.step import check_grad_accum_steps, without_frozen_gradients
 from tfjax.training.task import MAY_CHANGE_ON_RESUME, Task
 
 
@@ -109,6 +110,10 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict, task: Task) 
     for key in task.run_identity
     if not same(lookup(saved, key), lookup(current, key))
   ]
+  # The adapters of every task: a workdir written before config.lora existed has none.
+  saved_lora, current_lora = (lora.LoRA.from_config(c.get("lora")) for c in (saved, current))
+  if saved_lora != current_lora:
+    diffs.append(f"lora: checkpoint {saved_lora}, config {current_lora}")
   if diffs:
     raise ValueError(
       f"{workdir} holds a run with another config ({'; '.join(diffs)}); use the same values "
@@ -149,7 +154,13 @@ def _train_and_evaluate(
   # ------------------------------------------------------------------------ model and state
   mode = parallel_cfg.get("mode", "jit")
   train_model = task.model(activation_sharding=sharding.activation_sharding(mode, mesh))
-  tx, schedule = optimizer.make_optimizer(train_cfg, config.model.get("d_model"))
+  trainable = task.trainable()  # None: every parameter; with LoRA the adapters and the head
+  tx, schedule = optimizer.make_optimizer(
+    train_cfg, config.model.get("d_model"), trainable=trainable
+  )
+  loss_fn = task.loss_fn(train_model)
+  if trainable is not None:
+    loss_fn = without_frozen_gradients(loss_fn, trainable)
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(train_cfg.seed))
 
   def init_state() -> TrainState:
@@ -160,7 +171,7 @@ def _train_and_evaluate(
     mesh,
     parallel_cfg.get("rules", sharding.DEFAULT_RULES),
     init_fn=init_state,
-    loss_fn=task.loss_fn(train_model),
+    loss_fn=loss_fn,
     optimizer=tx,
     schedule=schedule,
     grad_accum_steps=grad_accum_steps,
@@ -177,8 +188,10 @@ def _train_and_evaluate(
   else:
     state = parallel.init_state()
     fresh = parallel.to_saved(state)
-    params = task.initial_params(fresh.params)
-    if params is not fresh.params:  # e.g. pre-trained weights for fine-tuning
+    base = lora.base_params(fresh.params)  # what a pre-trained checkpoint holds: no adapters
+    params = task.initial_params(base)
+    if params is not base:  # e.g. pre-trained weights for fine-tuning
+      params = lora.with_adapters(params, fresh.params)  # LoRA: the fresh adapters beside them
       state = parallel.from_saved(fresh.replace(params=parallel.place_params(params)))
   start_step = int(jax.device_get(parallel.to_saved(state).step))
   if is_main:  # only now that a checkpoint fits: a failed resume leaves the workdir as it was
