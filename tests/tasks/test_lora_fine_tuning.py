@@ -11,7 +11,6 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from configs import gpt_tiny, gpt_tiny_topics, vit_tiny
 from tests.conftest import apply_overrides
@@ -24,43 +23,19 @@ from tests.tasks.bert_runs import (
   run_once,
   train_losses,
 )
+from tests.tasks.lora_checks import (
+  bits,
+  final_params,
+  flat,
+  fresh_params,
+  saved_optimizer_paths,
+)
 from tfjax.inference import load
 from tfjax.models import vit
 from tfjax.nn import lora
 from tfjax.tasks import registry
-from tfjax.training import checkpoint
 
 LORA = {"lora.rank": 4, "lora.alpha": 8.0, "lora.mlp": True}
-
-
-def flat(tree) -> dict:
-  return traverse_util.flatten_dict(tree, sep="/")
-
-
-def bits(x) -> np.ndarray:
-  """The bytes of an array, to compare bit for bit (assert_array_equal calls -0.0 == 0.0)."""
-  return np.ascontiguousarray(np.asarray(x)).view(np.uint8)
-
-
-def final_params(run: Run) -> dict:
-  task = registry.make_task(run.config)
-  task.prepare_data(str(run.workdir), 0, 1)
-  return checkpoint.restore_params(str(run.workdir), jax.eval_shape(task.init_params, KEY))
-
-
-def fresh_params(run: Run) -> dict:
-  """The init of the run's model, as the trainer draws it (its adapters and head start here)."""
-  task = registry.make_task(run.config)
-  task.prepare_data(str(run.workdir), 0, 1)
-  init_rng, _ = jax.random.split(jax.random.PRNGKey(run.config.train.seed))
-  return jax.jit(task.init_params)(init_rng)
-
-
-def saved_optimizer_paths(run: Run, step: int) -> list[str]:
-  """Paths of the optimizer-state arrays of a checkpoint (from its metadata)."""
-  manager = checkpoint._read_only_manager(str(run.workdir))
-  shapes = checkpoint._shapes(checkpoint._saved_tree(manager, step))
-  return [path for path, shape in shapes.items() if path.startswith("opt_state/") and shape]
 
 
 def assert_trained_only_adapters_and_head(run: Run, pretrained: dict, body: str) -> None:

@@ -24,12 +24,14 @@ from tests.tasks.bert_runs import (
   run_once,
   train_losses,
 )
+from tests.tasks.lora_checks import bits, final_params, flat, fresh_params, saved_optimizer_paths
 from tests.tasks.text_pair_sets import WORDS
 from tests.tiny_datasets import tiny_builder
 from tfjax.data import prompt_response as pr
 from tfjax.hub import openai_gpt
 from tfjax.inference import sampling
 from tfjax.models.gpt import GPT, GPTConfig
+from tfjax.nn import lora
 from tfjax.tasks import registry
 from tfjax.tasks.prompt_response import decode_responses, response_loss_fn, score_responses
 
@@ -253,6 +255,25 @@ def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
   assert (workdir / "responses.jsonl").read_text() == (
     prompt_run.workdir / "responses.jsonl"
   ).read_text()
+
+
+def test_lora_trains_only_the_adapters_of_the_whole_lm(tmp_path, gpt_pretrained):
+  """With config.lora the whole LM is the frozen base (there is no head): every one of its
+  leaves, the added separator row included, ends bit for bit as it started; the adapters move
+  and are all the optimizer keeps moments of."""
+  config = prompt_config(gpt_pretrained, **{"lora.rank": 4, "lora.alpha": 8.0})
+  run = run_once(config, tmp_path / "lora")
+  task = registry.make_task(config)
+  task.prepare_data(str(run.workdir), 0, 1)
+  start = flat(task.initial_params(lora.base_params(fresh_params(run))))
+  final, fresh = flat(final_params(run)), flat(fresh_params(run))
+  adapters = sorted(k for k in final if k.endswith(lora.ADAPTERS))
+  assert adapters and sorted(set(final) - set(start)) == adapters
+  for path, value in start.items():
+    np.testing.assert_array_equal(bits(final[path]), bits(value), err_msg=path)
+  assert all(np.abs(np.asarray(final[k]) - np.asarray(fresh[k])).max() > 1e-6 for k in adapters)
+  moments = saved_optimizer_paths(run, run.final["step"])
+  assert len(moments) == 2 * len(adapters) and all(m.endswith(lora.ADAPTERS) for m in moments)
 
 
 def test_an_hf_gpt1_without_eos_gets_one_added_beside_the_separator(tmp_path):

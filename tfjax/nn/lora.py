@@ -166,13 +166,16 @@ def with_adapters(params: Any, adapted: Any) -> Any:
 
 
 def trainable(params: Any, frozen: str) -> Any:
-  """A tree of bools like `params`: False for the pre-trained weights under `params[frozen]`,
-  True for the adapters and for everything outside `frozen` (the task's new head, as PEFT's
-  `modules_to_save` keeps a classifier trainable)."""
+  """A tree of bools like `params`: False for the pre-trained weights under `params[frozen]`
+  (`frozen=""`: the whole tree is the pre-trained model), True for the adapters and for
+  everything outside `frozen` (the task's new head, as PEFT's `modules_to_save` keeps a
+  classifier trainable)."""
 
   def leaf(path: tuple[Any, ...], _: Any) -> bool:
     names = _names(path)
-    return not names or names[0] != frozen or names[-1] in ADAPTERS
+    if names and names[-1] in ADAPTERS:
+      return True
+    return bool(frozen) and (not names or names[0] != frozen)
 
   return jax.tree_util.tree_map_with_path(leaf, params)
 

@@ -210,6 +210,11 @@ class PromptResponseTask(FineTuningTask):
   def model(self, activation_sharding: Any = None) -> GPT:
     return GPT(self.lm_config, activation_sharding=activation_sharding)
 
+  def pretrained_key(self) -> str | None:
+    """The whole tree is the pre-trained LM (no head): what LoRA (config.lora) freezes, the
+    added separator / EOS rows included (only the adapters train)."""
+    return "" if super().pretrained_key() is not None else None
+
   def initial_params(self, params: Any) -> Any:
     """The pre-trained LM (checked against the model's shapes) in place of the whole tree."""
     if not self.config.init.load_weights:

@@ -56,8 +56,9 @@ class Task(abc.ABC):
     self.validate()
 
   def pretrained_key(self) -> str | None:
-    """Where the weights a fine-tuning run starts from sit in its params (e.g. "bert"); None for
-    a run that trains every weight from scratch."""
+    """Where the weights a fine-tuning run starts from sit in its params (e.g. "bert"; "" when
+    they are the whole tree, as a prompt->response run's LM); None for a run that trains every
+    weight from scratch."""
     return None
 
   def _lora(self) -> lora_lib.LoRA | None:
