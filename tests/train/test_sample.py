@@ -104,7 +104,7 @@ def test_beam_search_repetition_and_stop_flags_print_what_the_python_api_gives(
 @pytest.mark.parametrize(
   "flags, message",
   [
-    (["--beam_size=0"], "beam_size=0 must be an int >= 1 (1 is greedy decoding)"),
+    (["--beam_size=0"], "beam_size=0 must be an int >= 1 (1: no beam search)"),
     (["--beam_size=100000"], "beam_size=100000 is larger than the vocabulary (vocab_size="),
     (
       ["--beam_size=2", "--temperature=0.5"],

@@ -164,8 +164,7 @@ def encode_pairs(
   for i, (prompt, response) in enumerate(zip(prompt_ids, response_ids, strict=True)):
     if not response:
       raise ValueError(
-        f"pair {i} of {name} has an empty response (it encodes to no tokens); fill or remove "
-        "it (data.skip_empty=True drops pairs with an empty side)"
+        f"pair {i} of {name} has a response that encodes to no tokens; fill or remove it"
       )
     kept = cut_prompt(prompt, len(response), max_seq_len, cut_from)
     if (kept is None or len(kept) < len(prompt)) and not truncate:

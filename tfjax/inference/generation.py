@@ -85,7 +85,7 @@ def beam_generate(
     A BeamResult; `.best()` gives the best hypotheses as a `sampling.GenerationResult`.
   """
   if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
-    raise ValueError(f"beam_size={beam_size!r} must be an int >= 1 (1 is greedy decoding)")
+    raise ValueError(f"beam_size={beam_size!r} must be an int >= 1 (1: no beam search)")
   if beam_size > model_config.vocab_size:
     raise ValueError(
       f"beam_size={beam_size} is larger than the vocabulary (vocab_size="

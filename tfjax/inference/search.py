@@ -298,6 +298,9 @@ def beam_search(
     done = done_examples(i, finished_scores)  # [batch]
     vocab_size = logits.shape[-1]
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    # A row whose every token is banned (repetition control) has no finite logit: its
+    # log_softmax is NaN, and where top_k ranks NaN is up to the backend. It has no extension.
+    log_probs = jnp.where(jnp.isnan(log_probs), neg_inf, log_probs)
     candidates = live_logp[..., None] + log_probs.reshape(batch_size, beam_size, vocab_size)
     num_candidates = min(2 * beam_size, beam_size * vocab_size)
     # Best first; ties go to the lower (parent, token) index.

@@ -70,8 +70,8 @@ class Task(abc.ABC):
     if self.pretrained_key() is None:
       raise ValueError(
         f"lora.rank={lora.rank}: LoRA trains adapters on frozen pre-trained weights, but this "
-        f"{self.config.get('task')!r} run trains from scratch; set lora.rank=0, or fine-tune "
-        "from init.checkpoint with init.load_weights=True"
+        f"{self.config.get('task')!r} run trains from scratch; set lora.rank=0, or use a "
+        "fine-tuning task with init.checkpoint and init.load_weights=True"
       )
     if "lora" not in {f.name for f in dataclasses.fields(self.model_config)}:
       raise ValueError(
