@@ -6,6 +6,7 @@ import collections
 
 import ml_collections
 import pytest
+import tensorflow_datasets as tfds
 
 from tests.data.instruction_sets import TINY_TASKS, described, en_de, reviews, use_tiny_tasks
 from tfjax.data import instructions
@@ -57,13 +58,26 @@ def test_templates_render_the_input_in_place_and_keep_its_first_words():
   assert instructions.render(sentiment, sentiment.held_out_template, "Dull.") == (
     "What is the sentiment of this movie review, positive or negative? Dull."
   )
+  assert summarise.max_input_words == 32
   article = " ".join(f"w{i}" for i in range(50))
   assert instructions.render(summarise, "{text} Describe it.", article) == (
-    " ".join(f"w{i}" for i in range(40)) + " Describe it."
+    " ".join(f"w{i}" for i in range(32)) + " Describe it."
   )
   for task in instructions.TASKS.values():
     assert len(task.train_templates) >= 2 and task.held_out_template == task.templates[-1]
     assert all(t.count("{text}") == 1 for t in task.templates)
+
+
+def test_the_table_reads_features_its_datasets_have(tmp_path):
+  """From each builder's declared features (nothing is prepared): the fields exist, and a task
+  that maps class names maps exactly its ClassLabel's."""
+  for name, task in instructions.TASKS.items():
+    features = tfds.builder(task.dataset, data_dir=str(tmp_path)).info.features
+    assert {task.input_field, task.answer_field} <= set(features.keys()), name
+    if task.answers is not None:
+      assert sorted(task.answers) == sorted(features[task.answer_field].names), name
+  topics = tfds.builder("wiki_topics", data_dir=str(tmp_path)).info.features["label"].names
+  assert "Mathematics" in topics and "Uncategorized" not in topics  # the answers, as they are
 
 
 def test_the_held_out_template_is_never_trained_on_and_the_only_one_evaluated(data_dir):

@@ -11,8 +11,10 @@ Each task has a few templates; the LAST is held out: a training example is rende
 the others, chosen from its index in the split and the seed, every eval and test example with
 the held-out one, so evaluation measures following a phrasing never trained on. A cap per task
 (`data.max_train_per_task`, the first pairs of the split) keeps the big tasks from drowning the
-small. Long inputs keep their first `max_input_words` words, so that a row's cut never takes
-the instruction (the lead's first sentences carry the description and the topic).
+small. Long inputs keep their first `max_input_words` words (the lead's first sentences carry
+the description and the topic), and the held-out templates of the long-input tasks put the
+instruction after the text, so a prompt still too long, cut from its start (`data.cut_from`),
+keeps it.
 
 Pairs are read by `prompt_response.read_pairs` (a ClassLabel gives its class name) and come
 back as one `TextPairs` per split, each pair with its task name.
@@ -75,7 +77,7 @@ TASKS: dict[str, InstructionTask] = {
       "Write a short description of the following text. {text}",
       "{text} Give a one-line description of the article above.",
     ),
-    max_input_words=40,
+    max_input_words=32,
   ),
   "topic": InstructionTask(
     dataset="wiki_topics",
@@ -88,7 +90,7 @@ TASKS: dict[str, InstructionTask] = {
       "Classify the article by topic: {text}",
       "{text} Under which of Wikipedia's topics does the text above fall?",
     ),
-    max_input_words=40,
+    max_input_words=32,
   ),
   "translate_de": InstructionTask(
     dataset="gettext_translations/en-de",
