@@ -312,15 +312,13 @@ class PromptResponseTask(FineTuningTask):
       batch_size=decode.batch_size,
       cut_from=self.config.data.cut_from,
     )
-    tasks = None if test.tasks is None else [test.tasks[k] for k in chosen]
-    records = [
-      {"index": test.indices[k], **({} if tasks is None else {"task": tasks[n]}),
-       "reference": reference, "generated": text}
-      for n, (k, reference, text) in enumerate(zip(chosen, references, generated, strict=True))
-    ]  # fmt: skip
+    records = []
+    for k, reference, text in zip(chosen, references, generated, strict=True):
+      task = {} if test.tasks is None else {"task": test.tasks[k]}
+      records.append({"index": test.indices[k], **task, "reference": reference, "generated": text})
     write_output(workdir, RESPONSES_FILE, "".join(json.dumps(r) + "\n" for r in records))
     final["test_num_responses"] = len(records)
-    if tasks is None:
+    if test.tasks is None:
       scores = score_responses(generated, references)
       final.update({f"test_{k}": v for k, v in scores.items()})
       lines.append(
@@ -328,6 +326,7 @@ class PromptResponseTask(FineTuningTask):
         + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
       )
     else:
+      tasks = [r["task"] for r in records]
       lines += self._score_mixture(final, tasks, generated, references)
     lines.append(f"responses: {os.path.join(workdir, RESPONSES_FILE)}")
     return lines
