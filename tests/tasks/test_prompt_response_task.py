@@ -1,6 +1,7 @@
 """Prompt -> response fine-tuning through the trainer: the loss on the response alone, packed
 rows against padded ones, a run from a pre-trained GPT that resumes exactly and writes its test
-responses, and the one-line errors for inputs that do not fit."""
+responses, an instruction mixture scored task by task, and the one-line errors for inputs that
+do not fit."""
 
 import json
 import logging
@@ -11,10 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sacrebleu
 import tensorflow_datasets as tfds
 
-from configs import gpt_tiny, gpt_tiny_summarize
+from configs import gpt_tiny, gpt_tiny_instructions, gpt_tiny_summarize
 from tests.conftest import apply_overrides
+from tests.data.instruction_sets import SIZES, use_tiny_tasks
 from tests.data.test_prompt_response import WordTokenizer
 from tests.tasks.bert_runs import (
   KEY,
@@ -32,8 +35,13 @@ from tfjax.hub import openai_gpt
 from tfjax.inference import sampling
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.nn import lora
-from tfjax.tasks import registry
-from tfjax.tasks.prompt_response import decode_responses, response_loss_fn, score_responses
+from tfjax.tasks import registry, text_metrics
+from tfjax.tasks.prompt_response import (
+  decode_responses,
+  response_loss_fn,
+  score_responses,
+  score_tasks,
+)
 
 # --- a tiny dataset: the response is the prompt's last two words, reversed ---------------------
 
@@ -298,7 +306,99 @@ def test_an_hf_gpt1_without_eos_gets_one_added_beside_the_separator(tmp_path):
   assert final["test_num_responses"] == 6 and np.isfinite(final["eval_loss"])
 
 
+# --- an instruction mixture -------------------------------------------------------------------
+
+
+def test_each_task_is_scored_alone_with_its_metric():
+  tasks = ["sum", "cls", "de", "sum", "cls", "de", "cls"]
+  hypotheses = ["the old river", "Positive.", "der alte fluss", "a city", " NEGATIVE ",
+                "die stadt am fluss", "pos-itive"]  # fmt: skip
+  references = ["the river", "positive", "der alte fluss", "old stone city", "negative",
+                "die alte stadt", "positive"]  # fmt: skip
+  metrics = {"sum": "rouge", "cls": "exact_match", "de": "bleu"}
+  got = score_tasks(tasks, hypotheses, references, metrics)
+  assert list(got) == ["sum", "cls", "de"]
+  assert got["sum"] == text_metrics.rouge(
+    ["the old river", "a city"], ["the river", "old stone city"]
+  )
+  # Case, whitespace and end punctuation do not count; inner punctuation does: 2 of 3.
+  assert got["cls"] == {"exact_match": pytest.approx(200 / 3)}
+  expected = sacrebleu.corpus_bleu(["der alte fluss", "die stadt am fluss"],
+                                   [["der alte fluss", "die alte stadt"]]).score  # fmt: skip
+  assert got["de"] == {"bleu": pytest.approx(expected)} and 0 < expected < 100
+
+
+TINY_MIXTURE = "tiny_summarise,tiny_sentiment,tiny_translate"
+
+
+def mixture_config(gpt_pretrained: Run, **overrides):
+  values = {
+    **{k: v for k, v in PROMPTS.items() if not k.startswith("data.")},
+    "data.tasks": TINY_MIXTURE,
+    "data.max_train_per_task": 6,
+    "data.max_seq_len": 32,
+    "decode.num_test": 3,  # per task
+    "train.num_steps": 2,
+    "train.checkpoint_every": 2,
+    "data.tfds_data_dir": gpt_pretrained.config.data.tfds_data_dir,
+    "init.checkpoint": str(gpt_pretrained.workdir),
+  }
+  return apply_overrides(gpt_tiny_instructions.get_config(), {**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def mixture_run(tmp_path_factory, gpt_pretrained) -> Run:
+  workdir = tmp_path_factory.mktemp("instructions") / "workdir"
+  with use_tiny_tasks():
+    return run_once(mixture_config(gpt_pretrained), workdir)
+
+
+def test_a_mixture_run_scores_each_task_s_test_responses_with_its_metric(mixture_run):
+  final, workdir = mixture_run.final, mixture_run.workdir
+  assert final["step"] == 2 and np.isfinite(final["eval_loss"])
+  records = [json.loads(line) for line in (workdir / "responses.jsonl").read_text().splitlines()]
+  tasks = [r["task"] for r in records]
+  assert tasks == ["tiny_summarise"] * 3 + ["tiny_sentiment"] * 3 + ["tiny_translate"] * 3
+  assert final["test_num_responses"] == 9 and 3 < SIZES["test"]  # decode.num_test per task
+  source = tfds.data_source("tiny_reviews", split="test",
+                            data_dir=mixture_run.config.data.tfds_data_dir)  # fmt: skip
+  word = {0: "negative", 1: "positive"}  # rotten, fresh
+  for record in records[3:6]:
+    assert record["reference"] == word[int(source[record["index"]]["label"])]
+  metrics = {"tiny_summarise": "rouge", "tiny_sentiment": "exact_match", "tiny_translate": "bleu"}
+  expected = score_tasks(tasks, [r["generated"] for r in records],
+                         [r["reference"] for r in records], metrics)  # fmt: skip
+  names = {f"test_{task}_{k}": v for task, scores in expected.items() for k, v in scores.items()}
+  assert sorted(names) == [
+    "test_tiny_sentiment_exact_match",
+    "test_tiny_summarise_rouge1",
+    "test_tiny_summarise_rouge2",
+    "test_tiny_summarise_rougeL",
+    "test_tiny_translate_bleu",
+  ]
+  assert {k: final[k] for k in names} == names
+  assert final["test_tiny_sentiment_num_responses"] == 3
+  assert "test_exact_match" not in final  # no score over the tasks pooled
+
+
 # --- bad input: one line each, before training ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    ({"data.tasks": "tiny_sentiment,poetry"}, r"data.tasks names unknown tasks \['poetry'\]"),
+    ({"data.max_train_per_task": 0}, r"data.max_train_per_task=0 keeps no training pair"),
+  ],
+  ids=["unknown_task", "cap"],
+)
+def test_a_bad_mixture_is_a_one_line_error_before_training(
+  tmp_path, gpt_pretrained, overrides, message
+):
+  with use_tiny_tasks(), pytest.raises(ValueError, match=message) as caught:
+    registry.train(mixture_config(gpt_pretrained, **overrides), str(tmp_path / "w"))
+  assert "\n" not in str(caught.value)
+  assert not (tmp_path / "w" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(

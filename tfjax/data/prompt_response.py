@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import logging
 
 from tfjax.data import pipeline
@@ -76,12 +77,14 @@ def prompt_tokens(tokenizer: Tokenizer, vocab_size: int, separator: str) -> Prom
   return PromptTokens(vocab_size, vocab_size + 1, (separator, EOS_NAME))
 
 
-def check_data_config(data_config: Any) -> None:
-  """The fields are named and differ, the separator is named, rows hold <sep> and a token."""
-  for key in ("prompt_field", "response_field"):
+def check_data_config(data_config: Any, *, fields: bool = True) -> None:
+  """The fields are named and differ, the separator is named, rows hold <sep> and a token.
+  `fields=False` for an instruction mixture, whose fields are its table's
+  (`tfjax.data.instructions`)."""
+  for key in ("prompt_field", "response_field") if fields else ():
     if not data_config[key]:
       raise ValueError(f"data.{key} is empty; set it to a text feature of data.name")
-  if data_config.prompt_field == data_config.response_field:
+  if fields and data_config.prompt_field == data_config.response_field:
     raise ValueError(
       f"data.prompt_field and data.response_field are both {data_config.prompt_field!r}; "
       "name two features"
@@ -258,12 +261,15 @@ def shuffled(encoded: EncodedPairs, seed: int) -> EncodedPairs:
 @dataclasses.dataclass(frozen=True)
 class TextPairs:
   """The (prompt, response) texts of one split (stripped), each pair's example index in the
-  split, and how many examples were left out for an empty side."""
+  split, and how many examples were left out for an empty side. `name` says in logs and errors
+  which pairs these are; `tasks`, in an instruction mixture, each pair's task."""
 
   prompts: list[str]
   responses: list[str]
   indices: list[int]
   dropped: int = 0
+  name: str = "the pairs"
+  tasks: list[str] | None = None
 
   def __len__(self) -> int:
     return len(self.prompts)
@@ -277,14 +283,18 @@ def read_pairs(
   *,
   skip_empty: bool = True,
 ) -> TextPairs:
-  """The text pairs of `split`, in order; a pair with an empty (blank) side is dropped and
-  counted, or with `skip_empty=False` an error. The one reader of text pairs: the task's and
-  the summarisation datasets' (`tfjax.data.summaries`)."""
+  """The text pairs of `split`, in order; a ClassLabel feature gives its class name; a pair
+  with an empty (blank) side is dropped and counted, or with `skip_empty=False` an error. The one
+  reader of text pairs: the task's, the summarisation datasets' (`tfjax.data.summaries`) and the
+  instruction mixture's (`tfjax.data.instructions`)."""
   what = f"split '{split}' of dataset '{dataset.name}'"
+  features = dataset.builder.info.features
+  as_text = [_text_of(features[f]) for f in (prompt_field, response_field)]
   prompts, responses, indices, empty = [], [], [], 0
   for i, example in enumerate(dataset.examples(split)):
     prompt, response = (
-      pipeline.as_text(example[f]).strip() for f in (prompt_field, response_field)
+      text(example[f]).strip()
+      for text, f in zip(as_text, (prompt_field, response_field), strict=True)
     )
     if not prompt or not response:
       if not skip_empty:
@@ -307,7 +317,23 @@ def read_pairs(
     )
   if not prompts:
     raise ValueError(f"{what} has no (prompt, response) pairs with both sides")
-  return TextPairs(prompts, responses, indices, empty)
+  return TextPairs(prompts, responses, indices, empty, what)
+
+
+def _text_of(feature: Any) -> Any:
+  """How a feature's values read as text: a ClassLabel's by their class name."""
+  if isinstance(feature, tfds.features.ClassLabel):
+    return lambda value: feature.int2str(int(value))
+  return pipeline.as_text
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPairs:
+  """The text pairs a run reads: train, eval and test (None: nothing decoded at the end)."""
+
+  train: TextPairs
+  eval: TextPairs
+  test: TextPairs | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,27 +345,30 @@ class PromptResponseData:
   test: TextPairs | None
 
 
-def prepare_data(
-  data_config: Any, tokenizer: Tokenizer, tokens: PromptTokens, seed: int
-) -> PromptResponseData:
-  """Reads `data_config.name` (a TFDS dataset), encodes its train and eval splits into rows
-  (train pairs shuffled with `seed` before packing) and reads the test split's texts.
-
-  `data_config` is `config.data`: name, tfds_data_dir, prompt_field, response_field,
-  train_split, eval_split, test_split ("" for none), max_seq_len, separator, packing, truncate,
-  cut_from, skip_empty (see the module docstring).
-  """
-  check_data_config(data_config)
+def read_splits(data_config: Any) -> SplitPairs:
+  """The text pairs of `data_config.name` (a TFDS dataset): train_split, eval_split and
+  test_split ("" for none), read by `read_pairs` from prompt_field and response_field."""
   fields = {key: data_config[key] for key in ("prompt_field", "response_field")}
   dataset = pipeline.prepare_dataset(data_config, fields)
-  pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
   read = lambda split: read_pairs(
     dataset, split, *fields.values(), skip_empty=data_config.skip_empty
   )
+  return SplitPairs(
+    train=read(data_config.train_split),
+    eval=read(data_config.eval_split),
+    test=read(data_config.test_split) if data_config.test_split else None,
+  )
 
-  def rows(split: str, shuffle: bool) -> dict[str, np.ndarray]:
-    what = f"split '{split}' of dataset '{dataset.name}'"
-    pairs = read(split)
+
+def encode_splits(
+  data_config: Any, pairs: SplitPairs, tokenizer: Tokenizer, tokens: PromptTokens, seed: int
+) -> PromptResponseData:
+  """Encodes the train and eval pairs into rows (train pairs shuffled with `seed` before
+  packing), as `data_config` says: max_seq_len, packing, truncate, cut_from (see the module
+  docstring); the test pairs stay texts."""
+  pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+
+  def rows(pairs: TextPairs, shuffle: bool) -> dict[str, np.ndarray]:
     encoded = encode_pairs(
       tokenizer,
       tokens,
@@ -348,10 +377,10 @@ def prepare_data(
       max_seq_len=data_config.max_seq_len,
       truncate=data_config.truncate,
       cut_from=data_config.cut_from,
-      name=what,
+      name=pairs.name,
     )
     if not len(encoded):
-      raise ValueError(f"no pair of {what} fits data.max_seq_len={data_config.max_seq_len}")
+      raise ValueError(f"no pair of {pairs.name} fits data.max_seq_len={data_config.max_seq_len}")
     packed = pack(
       shuffled(encoded, seed) if shuffle else encoded,
       data_config.max_seq_len,
@@ -360,7 +389,7 @@ def prepare_data(
     )
     logging.info(
       "Encoded %s: %d pairs in %d rows of %d (%s), %d response tokens",
-      what,
+      pairs.name,
       len(encoded),
       len(packed["inputs"]),
       data_config.max_seq_len,
@@ -370,7 +399,19 @@ def prepare_data(
     return packed
 
   return PromptResponseData(
-    train=rows(data_config.train_split, shuffle=True),
-    eval=rows(data_config.eval_split, shuffle=False),
-    test=read(data_config.test_split) if data_config.test_split else None,
+    train=rows(pairs.train, shuffle=True), eval=rows(pairs.eval, shuffle=False), test=pairs.test
   )
+
+
+def prepare_data(
+  data_config: Any, tokenizer: Tokenizer, tokens: PromptTokens, seed: int
+) -> PromptResponseData:
+  """Reads `data_config.name` (a TFDS dataset, `read_splits`) and encodes its train and eval
+  splits into rows (`encode_splits`).
+
+  `data_config` is `config.data`: name, tfds_data_dir, prompt_field, response_field,
+  train_split, eval_split, test_split ("" for none), max_seq_len, separator, packing, truncate,
+  cut_from, skip_empty (see the module docstring).
+  """
+  check_data_config(data_config)
+  return encode_splits(data_config, read_splits(data_config), tokenizer, tokens, seed)

@@ -8,6 +8,10 @@ pre-trained vocabulary (`gpt.add_tokens`); rows hold packed examples or one each
 tokens and EOS; metrics: that loss, its perplexity and the token accuracy. At the end the test
 split's responses are decoded greedily (up to EOS) and written to `responses.jsonl`, scored by
 `score_responses`.
+
+An instruction mixture (`data.name = "instructions"`, `data.tasks`, `data.max_train_per_task`:
+`tfjax.data.instructions`) trains on several tasks' prompts at once; its test responses are
+scored task by task, each with its metric (`score_tasks`): `test_<task>_<metric>`.
 """
 
 import json
@@ -20,7 +24,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from tfjax.data import pipeline, seq2seq
+from tfjax.data import instructions, pipeline, seq2seq
 from tfjax.data import prompt_response as data_lib
 from tfjax.data.tokenizers.base import Tokenizer
 from tfjax.inference import load, sampling
@@ -68,6 +72,44 @@ def score_responses(hypotheses: Sequence[str], references: Sequence[str]) -> dic
     **text_metrics.rouge(hypotheses, references),
     "exact_match": text_metrics.exact_match(hypotheses, references),
   }
+
+
+def score_metric(metric: str, hypotheses: list[str], references: list[str]) -> dict[str, float]:
+  """The scores `metric` (one of `instructions.METRICS`) names: "rouge": ROUGE-1/2/L (mean
+  per-example F1, x100); "exact_match": the percentage equal to their reference once both are
+  lowercased and stripped of punctuation at the ends (`text_metrics.short_answer`); "bleu":
+  sacrebleu's corpus BLEU (13a, mixed case)."""
+  if metric == "rouge":
+    return text_metrics.rouge(hypotheses, references)
+  if metric == "exact_match":
+    return {metric: text_metrics.exact_match(hypotheses, references, text_metrics.short_answer)}
+  if metric == "bleu":
+    return {metric: float(text_metrics.bleu(hypotheses, references)[0].score)}
+  raise ValueError(f"metric={metric!r} is unknown; choose one of {instructions.METRICS}")
+
+
+def score_tasks(
+  tasks: Sequence[str],
+  hypotheses: Sequence[str],
+  references: Sequence[str],
+  metrics: dict[str, str],
+) -> dict[str, dict[str, float]]:
+  """{task: its scores}: the responses of each task of `tasks` (one name per response) against
+  their references, with the metric `metrics[task]` names (`score_metric`)."""
+  groups = by_task(tasks, hypotheses, references)
+  return {task: score_metric(metrics[task], *pair) for task, pair in groups.items()}
+
+
+def by_task(
+  tasks: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]
+) -> dict[str, tuple[list[str], list[str]]]:
+  """{task: (its hypotheses, its references)}, tasks in first-seen order."""
+  groups: dict[str, tuple[list[str], list[str]]] = {}
+  for task, hypothesis, reference in zip(tasks, hypotheses, references, strict=True):
+    groups.setdefault(task, ([], []))
+    groups[task][0].append(hypothesis)
+    groups[task][1].append(reference)
+  return groups
 
 
 def decode_responses(
@@ -143,6 +185,8 @@ class PromptResponseTask(FineTuningTask):
     "data.prompt_field",
     "data.response_field",
     "data.train_split",
+    "data.tasks",  # an instruction mixture's
+    "data.max_train_per_task",
     "data.tokenizer",
     "data.max_seq_len",
     "data.separator",
@@ -158,7 +202,9 @@ class PromptResponseTask(FineTuningTask):
   def validate(self) -> None:
     super().validate()
     data, decode = self.config.data, self.config.decode
-    data_lib.check_data_config(data)
+    data_lib.check_data_config(data, fields=not self.is_mixture)
+    if self.is_mixture:
+      instructions.check_config(data)
     if not 1 <= decode.max_new_tokens < data.max_seq_len - 1:
       raise ValueError(
         f"decode.max_new_tokens={decode.max_new_tokens} must be in [1, data.max_seq_len - 1 = "
@@ -170,17 +216,26 @@ class PromptResponseTask(FineTuningTask):
         f"{decode.num_test} >= 0 (0: the whole test split)"
       )
 
+  @property
+  def is_mixture(self) -> bool:
+    """Whether data.name is an instruction mixture rather than one TFDS dataset."""
+    return self.config.data.name == instructions.NAME
+
   def prepare_data(self, workdir: str, process_index: int, process_count: int) -> TaskData:
     self.setup(workdir)
     data, train = self.config.data, self.config.train
     self.tokens = data_lib.prompt_tokens(
       self.tokenizer, self.model_config.vocab_size, data.separator
     )
-    self._data = data_lib.prepare_data(data, self.tokenizer, self.tokens, train.seed)
+    if self.is_mixture:
+      pairs = instructions.read_mixture(data, train.seed)
+    else:
+      pairs = data_lib.read_splits(data)
+    self._data = data_lib.encode_splits(data, pairs, self.tokenizer, self.tokens, train.seed)
     num_rows = len(self._data.train["inputs"])
     if num_rows < train.batch_size:
       raise ValueError(
-        f"split '{data.train_split}' makes {num_rows} rows of data.max_seq_len="
+        f"{pairs.train.name} makes {num_rows} rows of data.max_seq_len="
         f"{data.max_seq_len}, fewer than one batch (train.batch_size={train.batch_size}); lower "
         "train.batch_size or use more pairs"
       )
@@ -244,8 +299,8 @@ class PromptResponseTask(FineTuningTask):
     test, decode = self._data.test, self.config.decode
     if test is None:
       return lines
-    count = decode.num_test or len(test.prompts)
-    prompts, references = test.prompts[:count], test.responses[:count]
+    chosen = decoded_pairs(test, decode.num_test)
+    prompts, references = [test.prompts[k] for k in chosen], [test.responses[k] for k in chosen]
     generated = decode_responses(
       self.lm_config,
       sharding.on_host(params),
@@ -257,17 +312,53 @@ class PromptResponseTask(FineTuningTask):
       batch_size=decode.batch_size,
       cut_from=self.config.data.cut_from,
     )
-    records = [
-      {"index": index, "reference": reference, "generated": text}
-      for index, reference, text in zip(test.indices[:count], references, generated, strict=True)
-    ]
+    records = []
+    for k, reference, text in zip(chosen, references, generated, strict=True):
+      task = {} if test.tasks is None else {"task": test.tasks[k]}
+      records.append({"index": test.indices[k], **task, "reference": reference, "generated": text})
     write_output(workdir, RESPONSES_FILE, "".join(json.dumps(r) + "\n" for r in records))
-    scores = score_responses(generated, references)
     final["test_num_responses"] = len(records)
-    final.update({f"test_{k}": v for k, v in scores.items()})
-    lines.append(
-      f"test ({self.config.data.test_split}): {len(records)} greedy responses, "
-      + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-    )
+    if test.tasks is None:
+      scores = score_responses(generated, references)
+      final.update({f"test_{k}": v for k, v in scores.items()})
+      lines.append(
+        f"test ({self.config.data.test_split}): {len(records)} greedy responses, "
+        + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+      )
+    else:
+      tasks = [r["task"] for r in records]
+      lines += self._score_mixture(final, tasks, generated, references)
     lines.append(f"responses: {os.path.join(workdir, RESPONSES_FILE)}")
     return lines
+
+  def _score_mixture(
+    self, final: dict[str, Any], tasks: list[str], generated: list[str], references: list[str]
+  ) -> list[str]:
+    """Each task's test responses scored with its metric: `test_<task>_<score>` in `final`,
+    and a report line per task."""
+    metrics = {name: instructions.TASKS[name].metric for name in tasks}
+    lines = []
+    for task, scores in score_tasks(tasks, generated, references, metrics).items():
+      count = tasks.count(task)
+      final[f"test_{task}_num_responses"] = count
+      final.update({f"test_{task}_{k}": v for k, v in scores.items()})
+      line = f"test {task}: {count} greedy responses to its held-out template, " + ", ".join(
+        f"{k} {v:.3f}" for k, v in scores.items()
+      )
+      if metrics[task] == "bleu":  # the settings beside the score (Post 2018)
+        line += f" ({text_metrics.bleu(*by_task(tasks, generated, references)[task])[1]})"
+      lines.append(line)
+    return lines
+
+
+def decoded_pairs(test: data_lib.TextPairs, num_test: int) -> list[int]:
+  """Which test pairs the end decodes: the first `num_test` (0: all) of the split, or of each
+  task of an instruction mixture."""
+  tasks = test.tasks or [""] * len(test)
+  seen: dict[str, int] = {}
+  chosen = []
+  for k, task in enumerate(tasks):
+    if not num_test or seen.get(task, 0) < num_test:
+      chosen.append(k)
+      seen[task] = seen.get(task, 0) + 1
+  return chosen

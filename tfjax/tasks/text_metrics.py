@@ -6,6 +6,7 @@ strictest check of a short response.
 """
 
 import functools
+import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -69,6 +70,13 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, flo
 
 def _collapse_whitespace(text: str) -> str:
   return " ".join(text.split())
+
+
+def short_answer(text: str) -> str:
+  """A short answer (a class name) as `exact_match` compares it loosely: lowercased, runs of
+  whitespace one space, punctuation stripped at both ends ("Positive." -> "positive"); inner
+  punctuation counts."""
+  return _collapse_whitespace(text.lower()).strip(string.punctuation + " ")
 
 
 def exact_match(
