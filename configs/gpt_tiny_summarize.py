@@ -52,6 +52,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.update(batch_size=16, num_steps=600, warmup_steps=60, eval_every=200,
                       checkpoint_every=200)  # fmt: skip
   config.decode = ml_collections.ConfigDict(
-    dict(max_new_tokens=24, batch_size=32, num_test=0)  # num_test 0: the whole test split
+    dict(
+      max_new_tokens=24,
+      batch_size=32,
+      num_test=0,  # 0: the whole test split
+      beam_size=1,  # > 1: beam search (length_penalty: GNMT's alpha)
+      length_penalty=0.6,
+      temperature=0.0,  # 0: greedy; else sampled, with top_k / top_p and the seed
+      top_k=0,
+      top_p=1.0,
+      no_repeat_ngram_size=0,
+      repetition_penalty=1.0,
+      seed=0,
+    )
   )
   return config

@@ -32,7 +32,7 @@ from tests.tasks.text_pair_sets import WORDS
 from tests.tiny_datasets import tiny_builder
 from tfjax.data import prompt_response as pr
 from tfjax.hub import openai_gpt
-from tfjax.inference import sampling
+from tfjax.inference import generation, sampling
 from tfjax.models.gpt import GPT, GPTConfig
 from tfjax.nn import lora
 from tfjax.tasks import registry, text_metrics
@@ -144,24 +144,50 @@ def test_packed_and_padded_rows_give_the_same_loss_on_the_same_examples(params):
   assert abs(_loss(params, leaky)[0] - packed_loss) > 1e-3
 
 
-def test_batched_greedy_responses_equal_each_prompt_decoded_alone():
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_batched_responses_equal_each_prompt_decoded_alone(beam_size):
+  """Greedy and beam responses, in padded batches of 2, after a 2-token suffix: each equals
+  its prompt (cut to the room left) decoded alone by sampling.generate / beam_generate."""
   model = MODEL.replace(init_std=2.0)  # outputs that depend on the prompt
   params = GPT(model).init(KEY, jnp.zeros((1, 12), jnp.int32))["params"]
   tokenizer = WordTokenizer("a b c d e f g h i j".split())  # ids 4..13; 14..19 are no text
-  tokens = pr.PromptTokens(separator=SEP, eos=tokenizer.eos_id, added=("<summarize>",))
-  prompts = ["a b c", "d e f g h i j a b c d", "e"]  # the second is cut to its last 7 tokens
+  prompts = ["a b c", "d e f g h i j a b c d", "e"]  # the second is cut to its last 6 tokens
+  suffix = [SEP, 5]  # 8 positions for the prompt and the suffix, 4 for the response
+  decoding = generation.Decoding(beam_size=beam_size)
   sizes = dict(max_seq_len=12, max_new_tokens=4, batch_size=2)  # 3 prompts: a padded 2nd batch
-  decode = lambda **kw: decode_responses(model, params, tokenizer, tokens, prompts, **sizes, **kw)
+  decode = lambda **kw: decode_responses(
+    model, params, tokenizer, prompts, suffix=suffix, eos_id=3, decoding=decoding, **sizes, **kw
+  )
   expected = []
   for prompt in prompts:
-    kept = tokenizer.encode(prompt)[-7:] + [SEP]
-    result = sampling.generate(model, params, [kept], max_new_tokens=4, temperature=0.0, eos_id=3)
+    kept = tokenizer.encode(prompt)[-6:] + suffix
+    if beam_size == 1:
+      result = sampling.generate(model, params, [kept], max_new_tokens=4, temperature=0.0, eos_id=3)
+    else:
+      result = generation.beam_generate(
+        model, params, [kept], beam_size=beam_size, max_new_tokens=4, eos_id=3
+      ).best()
     new = sampling.generated_tokens(result)[0]
     expected.append(tokenizer.decode([t for t in new if t < tokenizer.vocab_size]))
   got = decode()
   assert got == expected and len(set(got)) == 3
-  kept_beginning = decode(cut_from="end")  # the cut prompt's first 7 tokens instead
-  assert kept_beginning[0::2] == got[0::2] and kept_beginning[1] != got[1]
+  if beam_size == 1:
+    kept_beginning = decode(cut_from="end")  # the cut prompt's first 6 tokens instead
+    assert kept_beginning[0::2] == got[0::2] and kept_beginning[1] != got[1]
+
+
+def test_beam_responses_differ_from_greedy_on_a_random_model():
+  """The strategy reaches the decoding: beam 3 and greedy disagree somewhere (a random model's
+  greedy path is rarely its best 4-token hypothesis)."""
+  model = MODEL.replace(init_std=2.0)
+  params = GPT(model).init(KEY, jnp.zeros((1, 12), jnp.int32))["params"]
+  tokenizer = WordTokenizer("a b c d e f g h i j".split())
+  prompts = [" ".join("abcdefghij"[i : i + 3]) for i in range(8)]
+  decode = lambda beam: decode_responses(
+    model, params, tokenizer, prompts, suffix=[SEP], eos_id=None, max_seq_len=12,
+    max_new_tokens=4, batch_size=8, decoding=generation.Decoding(beam_size=beam),
+  )  # fmt: skip
+  assert decode(1) != decode(3)
 
 
 # --- runs through the trainer -----------------------------------------------------------------

@@ -5,13 +5,14 @@ does), then runs the one `search.beam_search` from each prompt's last token and 
 example at its own position: the search expands the cache to batch * beam rows and reorders it
 by parent beam after every step. Scores use the GNMT length penalty (Wu et al. 2016, Eq. 14) over
 the new tokens only; finishing and stopping follow fairseq's rules (see `search.beam_search`),
-so beam_size=1 is greedy decoding. `complete_texts` decodes text with sampling, greedy or beam
-search and cuts it at stop strings.
+so beam_size=1 is greedy decoding. `Decoding` names a strategy and `decode` runs it on token
+ids; `complete_texts` decodes text with it and cuts it at stop strings.
 """
 
+import dataclasses
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.struct
@@ -217,6 +218,79 @@ def cut_at_stop(text: str, stop: Sequence[str], start: int = 0) -> str:
   return text[: min(found)] if found else text
 
 
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+  """How each new token is chosen: beam search when beam_size > 1 (deterministic; temperature,
+  top_k, top_p and seed unused), else sampling (temperature 0: greedy); the repetition options
+  apply to both (see `sampling.generate` and `beam_generate`)."""
+
+  beam_size: int = 1
+  length_penalty: float = 0.6
+  temperature: float = 0.0
+  top_k: int = 0
+  top_p: float = 1.0
+  no_repeat_ngram_size: int = 0
+  repetition_penalty: float = 1.0
+  seed: int = 0
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> "Decoding":
+    """The fields `config` (e.g. a task's config.decode) sets; its other keys are not ours."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dict(config).items() if k in names})
+
+  @property
+  def name(self) -> str:
+    """For reports: "beam 4", "greedy" or "sampled"."""
+    if self.beam_size > 1:
+      return f"beam {self.beam_size}"
+    return "greedy" if self.temperature == 0 else "sampled"
+
+
+def decode(
+  model_config: GPTConfig,
+  params: Any,
+  prompts: Sequence[Sequence[int]] | np.ndarray,
+  lengths: Sequence[int] | np.ndarray | None = None,
+  *,
+  decoding: Decoding,
+  max_new_tokens: int,
+  eos_id: int | None,
+  pad_id: int = 0,
+  rng: Array | None = None,
+) -> sampling.GenerationResult:
+  """Up to `max_new_tokens` after each prompt, by `decoding`'s strategy: the best hypothesis of
+  `beam_generate`, or `sampling.generate` with `rng` (default: the key of decoding.seed)."""
+  common = dict(
+    max_new_tokens=max_new_tokens,
+    eos_id=eos_id,
+    pad_id=pad_id,
+    no_repeat_ngram_size=decoding.no_repeat_ngram_size,
+    repetition_penalty=decoding.repetition_penalty,
+  )
+  if decoding.beam_size != 1:
+    return beam_generate(
+      model_config,
+      params,
+      prompts,
+      lengths,
+      beam_size=decoding.beam_size,
+      length_penalty=decoding.length_penalty,
+      **common,
+    ).best()
+  return sampling.generate(
+    model_config,
+    params,
+    prompts,
+    lengths,
+    rng=jax.random.key(decoding.seed) if rng is None else rng,
+    temperature=decoding.temperature,
+    top_k=decoding.top_k,
+    top_p=decoding.top_p,
+    **common,
+  )
+
+
 def complete_texts(
   model_config: GPTConfig,
   params: Any,
@@ -257,28 +331,25 @@ def complete_texts(
       "prompt some text"
     )
   pad_id = getattr(tokenizer, "pad_id", None)
-  common = dict(
+  decoding = Decoding(
+    beam_size=beam_size,
+    length_penalty=length_penalty,
+    temperature=temperature,
+    top_k=top_k,
+    top_p=top_p,
+    no_repeat_ngram_size=no_repeat_ngram_size,
+    repetition_penalty=repetition_penalty,
+    seed=seed,
+  )
+  result = decode(
+    model_config,
+    params,
+    prompt_ids,
+    decoding=decoding,
     max_new_tokens=max_new_tokens,
     eos_id=tokenizer.eos_id,
     pad_id=0 if pad_id is None else pad_id,
-    no_repeat_ngram_size=no_repeat_ngram_size,
-    repetition_penalty=repetition_penalty,
   )
-  if beam_size == 1:
-    result = sampling.generate(
-      model_config,
-      params,
-      prompt_ids,
-      rng=jax.random.key(seed),
-      temperature=temperature,
-      top_k=top_k,
-      top_p=top_p,
-      **common,
-    )
-  else:
-    result = beam_generate(
-      model_config, params, prompt_ids, beam_size=beam_size, length_penalty=length_penalty, **common
-    ).best()
   texts = []
   for ids, new in zip(prompt_ids, sampling.generated_tokens(result), strict=True):
     text = tokenizer.decode(ids + new)

@@ -6,8 +6,9 @@ The separator (and EOS for a tokenizer without one) are embeddings appended afte
 pre-trained vocabulary (`gpt.add_tokens`); rows hold packed examples or one each
 (`tfjax.data.prompt_response`). The loss is the mean next-token cross-entropy over the response
 tokens and EOS; metrics: that loss, its perplexity and the token accuracy. At the end the test
-split's responses are decoded greedily (up to EOS) and written to `responses.jsonl`, scored by
-`score_responses`.
+split's responses are decoded (greedy by default; config.decode sets beam search, sampling and
+repetition control: `generation.Decoding`), up to EOS, written to `responses.jsonl` and scored
+by `score_responses`.
 
 An instruction mixture (`data.name = "instructions"`, `data.tasks`, `data.max_train_per_task`:
 `tfjax.data.instructions`) trains on several tasks' prompts at once; its test responses are
@@ -27,7 +28,7 @@ from absl import logging
 from tfjax.data import instructions, pipeline, seq2seq
 from tfjax.data import prompt_response as data_lib
 from tfjax.data.tokenizers.base import Tokenizer
-from tfjax.inference import load, sampling
+from tfjax.inference import generation, load, sampling
 from tfjax.models import gpt
 from tfjax.models.gpt import GPT, PARAM_AXES, GPTConfig
 from tfjax.tasks import text_metrics
@@ -38,6 +39,7 @@ from tfjax.training import sharding
 from tfjax.training.step import LossFn, accuracy, cross_entropy_loss, dropout_rngs
 from tfjax.training.task import TaskData, write_output
 
+GREEDY = generation.Decoding()  # temperature 0, beam 1
 RESPONSES_FILE = "responses.jsonl"
 ADDED_TOKENS_FILE = "added_tokens.json"
 
@@ -116,34 +118,43 @@ def decode_responses(
   config: GPTConfig,
   params: Any,
   tokenizer: Tokenizer,
-  tokens: data_lib.PromptTokens,
   prompts: Sequence[str],
   *,
+  suffix: Sequence[int],
+  eos_id: int | None,
   max_seq_len: int,
   max_new_tokens: int,
   batch_size: int,
   cut_from: str = "start",
+  decoding: generation.Decoding = GREEDY,
 ) -> list[str]:
-  """Greedy responses (temperature 0, up to EOS or `max_new_tokens`) of `config`'s GPT (the
-  grown vocabulary) to `prompts`: each prompt cut (from its start, or end) to leave
-  `max_new_tokens` of the `max_seq_len` positions the model was trained on, then <sep>. Batches
-  of `batch_size` rows of one shape: one compilation. (The seam for beam search.)"""
-  prompt_len = max_seq_len - max_new_tokens  # the prompt and <sep>
+  """The responses of `config`'s GPT to `prompts`, up to `eos_id` or `max_new_tokens`, by
+  `decoding`'s strategy (greedy by default): each prompt cut (from its start, or end) to leave
+  `max_new_tokens` of the `max_seq_len` positions, then followed by the `suffix` ids (a
+  fine-tuned model's [<sep>]; GPT-2's zero-shot "TL;DR:"). Batches of `batch_size` rows of one
+  shape: one compilation; batch k samples with fold_in(key(decoding.seed), k)."""
+  prompt_len = max_seq_len - max_new_tokens  # the prompt and the suffix
+  room = prompt_len - len(suffix)
+  if room < 1:
+    raise ValueError(
+      f"max_seq_len={max_seq_len} leaves no room for a prompt beside max_new_tokens="
+      f"{max_new_tokens} and a {len(suffix)}-token suffix; lower max_new_tokens"
+    )
   pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
   ids = pipeline.encode_in_chunks(tokenizer.encode_batch, prompts)
   rows = np.full((len(ids), prompt_len), pad_id, np.int32)
   lengths = np.zeros(len(ids), np.int32)
   for i, prompt in enumerate(ids):
-    kept = [*data_lib.keep_prompt(prompt, prompt_len - 1, cut_from), tokens.separator]
+    kept = [*data_lib.keep_prompt(prompt, room, cut_from), *suffix]
     rows[i, : len(kept)], lengths[i] = kept, len(kept)
-  num_cut = sum(len(p) > prompt_len - 1 for p in ids)
+  num_cut = sum(len(p) > room for p in ids)
   if num_cut:
     logging.warning(
       "Cut %d of %d prompts from their %s to %d tokens, leaving %d for the response",
       num_cut,
       len(ids),
       cut_from,
-      prompt_len - 1,
+      room,
       max_new_tokens,
     )
   responses = []
@@ -151,15 +162,16 @@ def decode_responses(
     index = np.arange(start, start + batch_size)
     real = index < len(ids)
     index = np.where(real, index, 0)  # the last batch filled with copies of prompt 0
-    result = sampling.generate(
+    result = generation.decode(
       config,
       params,
       rows[index],
       lengths[index],
+      decoding=decoding,
       max_new_tokens=max_new_tokens,
-      temperature=0.0,
-      eos_id=tokens.eos,
+      eos_id=eos_id,
       pad_id=pad_id,
+      rng=jax.random.fold_in(jax.random.key(decoding.seed), start // batch_size),
     )
     for new, keep in zip(sampling.generated_tokens(result), real, strict=True):
       if keep:  # the added tokens (and a padded table's ids) are no text of the tokenizer's
@@ -301,16 +313,19 @@ class PromptResponseTask(FineTuningTask):
       return lines
     chosen = decoded_pairs(test, decode.num_test)
     prompts, references = [test.prompts[k] for k in chosen], [test.responses[k] for k in chosen]
+    decoding = generation.Decoding.from_config(decode)
     generated = decode_responses(
       self.lm_config,
       sharding.on_host(params),
       self.tokenizer,
-      self.tokens,
       prompts,
+      suffix=[self.tokens.separator],
+      eos_id=self.tokens.eos,
       max_seq_len=self.config.data.max_seq_len,
       max_new_tokens=decode.max_new_tokens,
       batch_size=decode.batch_size,
       cut_from=self.config.data.cut_from,
+      decoding=decoding,
     )
     records = []
     for k, reference, text in zip(chosen, references, generated, strict=True):
@@ -322,17 +337,22 @@ class PromptResponseTask(FineTuningTask):
       scores = score_responses(generated, references)
       final.update({f"test_{k}": v for k, v in scores.items()})
       lines.append(
-        f"test ({self.config.data.test_split}): {len(records)} greedy responses, "
+        f"test ({self.config.data.test_split}): {len(records)} {decoding.name} responses, "
         + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
       )
     else:
       tasks = [r["task"] for r in records]
-      lines += self._score_mixture(final, tasks, generated, references)
+      lines += self._score_mixture(final, tasks, generated, references, decoding.name)
     lines.append(f"responses: {os.path.join(workdir, RESPONSES_FILE)}")
     return lines
 
   def _score_mixture(
-    self, final: dict[str, Any], tasks: list[str], generated: list[str], references: list[str]
+    self,
+    final: dict[str, Any],
+    tasks: list[str],
+    generated: list[str],
+    references: list[str],
+    strategy: str,
   ) -> list[str]:
     """Each task's test responses scored with its metric: `test_<task>_<score>` in `final`,
     and a report line per task."""
@@ -342,7 +362,7 @@ class PromptResponseTask(FineTuningTask):
       count = tasks.count(task)
       final[f"test_{task}_num_responses"] = count
       final.update({f"test_{task}_{k}": v for k, v in scores.items()})
-      line = f"test {task}: {count} greedy responses to its held-out template, " + ", ".join(
+      line = f"test {task}: {count} {strategy} responses to its held-out template, " + ", ".join(
         f"{k} {v:.3f}" for k, v in scores.items()
       )
       if metrics[task] == "bleu":  # the settings beside the score (Post 2018)
