@@ -12,8 +12,9 @@ from-scratch baseline with the same architecture, tokenizer and budget):
       --workdir=workdir/gpt_tiny_summarize_scratch --config.init.load_weights=False
 
 Articles without a description are dropped (counted in the log); an extract too long for the
-128-token rows is cut from its start, keeping the separator and the description (counted too;
-`--config.data.cut_from=end` keeps the extract's first sentences instead).
+128-token rows keeps its beginning, the separator and the description (`data.cut_from=end`:
+counted too): a lead says first what the article is, as the lead-N baseline shows
+(`--config.data.cut_from=start` keeps the extract's last sentences instead).
 `--config.data.packing=False` lays one example per row, padded, instead of packing several.
 The end writes the test split's greedy descriptions to <workdir>/responses.jsonl. To fine-tune
 an imported HF GPT-2 or GPT-1 instead: --config.init.checkpoint=<its directory> (and
@@ -44,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
       separator="<summarize>",  # added after the vocabulary; EOS is the tokenizer's
       packing=True,  # several examples per row (segment ids); False: one per row, padded
       truncate=True,  # cut long prompts, drop too long responses (counted); False: errors
-      cut_from="start",  # a long prompt loses its first tokens; "end": its last
+      cut_from="end",  # a long prompt loses its last tokens; "start": its first
       skip_empty=True,  # drop pairs with an empty side (counted); False: an error
       tokenizer="",  # "" -> init.checkpoint's
     )
