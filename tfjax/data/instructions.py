@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from tfjax.data import pipeline
-from tfjax.data.prompt_response import SplitPairs, TextPairs, read_pairs
+from tfjax.data.text_pairs import SplitPairs, TextPairs, read_pairs
 
 NAME = "instructions"  # data.name of a mixture
 TEXT = "{text}"  # where a template takes the input

@@ -13,8 +13,8 @@ Each dataset is prepared once as array_record (`pipeline.prepared_builder`) and 
 import ml_collections
 
 from tfjax.data import pipeline
-from tfjax.data.prompt_response import TextPairs
-from tfjax.data.prompt_response import read_pairs as read_text_pairs
+from tfjax.data.text_pairs import TextPairs
+from tfjax.data.text_pairs import read_pairs as read_text_pairs
 
 # dataset -> (prompt feature, response feature)
 FIELDS = {

@@ -27,6 +27,7 @@ from absl import logging
 
 from tfjax.data import instructions, pipeline, seq2seq
 from tfjax.data import prompt_response as data_lib
+from tfjax.data.text_pairs import TextPairs
 from tfjax.data.tokenizers.base import Tokenizer
 from tfjax.inference import generation, load, sampling
 from tfjax.models import gpt
@@ -371,7 +372,7 @@ class PromptResponseTask(FineTuningTask):
     return lines
 
 
-def decoded_pairs(test: data_lib.TextPairs, num_test: int) -> list[int]:
+def decoded_pairs(test: TextPairs, num_test: int) -> list[int]:
   """Which test pairs the end decodes: the first `num_test` (0: all) of the split, or of each
   task of an instruction mixture."""
   tasks = test.tasks or [""] * len(test)
