@@ -45,7 +45,7 @@ _TASKS = flags.DEFINE_list("tasks", ["topics", "sentiment", "entailment", "choic
 _ROWS = flags.DEFINE_list(
   "rows", ["gpt", "gpt_no_lm", "gpt_scratch", "bert", "bert_scratch"], "Which models."
 )
-_NO_LM_TASKS = flags.DEFINE_list("no_lm_tasks", ["entailment", "choice"], "Tasks of gpt_no_lm.")
+_NO_LM_TASKS = flags.DEFINE_list("no_lm_tasks", ["entailment"], "Tasks of gpt_no_lm.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Fine-tuning seeds (head init, data order).")
 _TFDS_DIR = flags.DEFINE_string("tfds_data_dir", "", "TFDS data dir ('' for the default).")
 
