@@ -5,7 +5,9 @@ configs/gpt_tiny_choice.py.
 
   python -m train.train --config=configs/bert_tiny_choice.py --workdir=workdir/bert_tiny_choice
 
-Expected: test accuracy beside chance, 0.25. BIG-bench's social_iqa:
+Expected, measured with benchmarks/gpt_vs_bert.py's settings (200 steps, 48 tokens per
+answer): test accuracy 0.366 / 0.361 (seeds 0 / 1; from scratch 0.247 / 0.270; chance 0.25),
+about 11 minutes on one core. BIG-bench's social_iqa:
 --config.data.name=bigbench/social_iqa --config.data.num_choices=3.
 """
 

@@ -6,7 +6,9 @@ docstring says how to get the optional BIG-bench archive.
   python -m train.train --config=configs/bert_tiny_entailment.py \
       --workdir=workdir/bert_tiny_entailment
 
-Expected: test accuracy beside always the most frequent relation.
+Expected, measured with benchmarks/gpt_vs_bert.py's settings (64 tokens): test accuracy 0.904 /
+0.840 (seeds 0 / 1; from scratch 0.904 / 0.904: the templated pairs are solvable from their
+surface); the most frequent relation 0.628. About 5 minutes on one core.
 """
 
 import ml_collections

@@ -8,7 +8,9 @@ the same topic; each article in its pre-training split), GPT-1's transformation
 For BIG-bench's social_iqa (1,954 questions, 3 answers; the optional bigbench archive, see
 configs/gpt_tiny_entailment.py): --config.data.name=bigbench/social_iqa
 --config.data.num_choices=3. Compared with BERT by benchmarks/gpt_vs_bert.py.
-Expected: test accuracy beside chance (1 / num_choices).
+Expected, measured with benchmarks/gpt_vs_bert.py's settings (200 steps, 48 tokens per answer):
+test accuracy 0.455 / 0.450 (seeds 0 / 1; from scratch 0.214 / 0.247; chance 0.25, the most
+frequent answer position 0.298), about 14 minutes on one core.
 """
 
 import ml_collections

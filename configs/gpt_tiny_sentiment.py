@@ -18,7 +18,8 @@ projections and the classifier trained; measured against full fine-tuning by
       --config.train.learning_rate=1e-3
 
 The budget of configs/bert_tiny_sentiment.py; compared with BERT by benchmarks/gpt_vs_bert.py.
-Expected: test accuracy beside always "fresh" (0.573).
+Expected, measured with benchmarks/gpt_vs_bert.py's settings: test accuracy 0.719 / 0.710
+(seeds 0 / 1; from scratch 0.736 / 0.729; always "fresh" 0.573), about 7 minutes on one core.
 """
 
 import ml_collections

@@ -17,7 +17,9 @@ auxiliary LM loss):
 The fine-tuning budget and optimizer are those of configs/bert_tiny_topics.py (300 steps of 32,
 lr 3e-4, 10% warmup, linear decay): GPT vs BERT by benchmarks/gpt_vs_bert.py. To fine-tune an
 imported HF GPT-2 or GPT-1 instead: --config.init.checkpoint=<its directory>.
-Expected: validation and test accuracy printed beside the most frequent topic's (0.215).
+Expected, measured with benchmarks/gpt_vs_bert.py's settings (64 tokens): test accuracy 0.900 /
+0.909 (seeds 0 / 1; from scratch 0.794 / 0.734; the most frequent topic 0.215), about 7
+minutes on one core.
 """
 
 import ml_collections
