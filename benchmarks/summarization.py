@@ -48,8 +48,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the derangement, the sampling, 
 
 NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
 # Fine-tuning steps per dataset: about one epoch of wiki's 8,876 pairs, three of xsum's 806
-# (GPT-1's 3 epochs, §4.1), rows of 16 x 128 tokens.
-STEPS = {"wiki_vital_articles": 600, "bigbench/gem_xsum": 150}
+# (GPT-1's 3 epochs, §4.1), rows of 16 x 128 tokens; multiples of 20, so that checkpoint_every
+# (half the run) is a multiple of train.log_every (10).
+STEPS = {"wiki_vital_articles": 600, "bigbench/gem_xsum": 160}
 ZERO_SHOT = generation.Decoding(temperature=1.0, top_k=2)  # GPT-2 §3.6
 BEAM = generation.Decoding(beam_size=4, length_penalty=0.6)
 
