@@ -12,7 +12,8 @@ zero-shot, and by gpt_tiny fine-tuned on the train split (configs/gpt_tiny_summa
                         then "TL;DR:", 24 tokens sampled with top-k 2, cut at the first ". " or
                         line end, from the pre-trained gpt_tiny (no fine-tuning)
   fine_tuned            gpt_tiny fine-tuned on `article <summarize> summary <eos>`, greedy
-  fine_tuned_beam       the same checkpoint, beam search (beam 4, length penalty 0.6)
+  fine_tuned_beam       the same checkpoint, beam search (beam 4, length penalty 0.6), and
+                        beam search that never repeats a 3-gram (BART's summarisation setting)
   scratch               the fine-tuning recipe from random weights (init.load_weights=False)
 
 Each fine-tuning run keeps its workdir under --workdir (a rerun skips a finished one). The
@@ -27,15 +28,13 @@ the datasets.
 import json
 import os
 
-import jax
 from absl import app, flags
 
 from configs import gpt_tiny_summarize
 from tfjax.data import summaries
 from tfjax.inference import generation, load
 from tfjax.tasks import registry, summary_baselines, text_metrics
-from tfjax.tasks.prompt_response import decode_responses
-from tfjax.training import checkpoint
+from tfjax.tasks.prompt_response import decode_responses, load_responder
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "benchmarks/results", "Where the results go.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/summarization", "The fine-tuning workdirs.")
@@ -53,6 +52,7 @@ NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L"}
 STEPS = {"wiki_vital_articles": 600, "bigbench/gem_xsum": 160}
 ZERO_SHOT = generation.Decoding(temperature=1.0, top_k=2)  # GPT-2 §3.6
 BEAM = generation.Decoding(beam_size=4, length_penalty=0.6)
+BEAM_NO_REPEAT = generation.Decoding(beam_size=4, length_penalty=0.6, no_repeat_ngram_size=3)
 
 
 def measure_baselines(name: str, splits: dict, seed: int) -> dict:
@@ -105,26 +105,10 @@ def fine_tuned(name: str, scratch: bool) -> tuple[dict, str]:
     return json.load(f), workdir
 
 
-def beam_rouge(name: str, workdir: str, test) -> dict[str, float]:
-  """ROUGE of the fine-tuned checkpoint's beam-search summaries of the test split."""
-  config = fine_tuning_config(name, scratch=False)
-  task = registry.make_task(config)
-  task.prepare_data(workdir, 0, 1)
-  params = checkpoint.restore_params(workdir, jax.eval_shape(task.init_params, jax.random.key(0)))
-  generated = decode_responses(
-    task.lm_config,
-    params,
-    task.tokenizer,
-    test.prompts,
-    suffix=[task.tokens.separator],
-    eos_id=task.tokens.eos,
-    max_seq_len=config.data.max_seq_len,
-    max_new_tokens=config.decode.max_new_tokens,
-    batch_size=config.decode.batch_size,
-    cut_from=config.data.cut_from,
-    decoding=BEAM,
-  )
-  return text_metrics.rouge(generated, test.responses)
+def beam_rouge(workdir: str, test, decoding: generation.Decoding) -> dict[str, float]:
+  """ROUGE of the fine-tuned checkpoint's summaries of the test split by `decoding`."""
+  return text_metrics.rouge(load_responder(workdir).respond(test.prompts, decoding=decoding),
+                            test.responses)  # fmt: skip
 
 
 def zero_shot_rouge(test) -> dict[str, float]:
@@ -159,7 +143,10 @@ def measure(name: str, models: list[str]) -> dict:
     if "fine_tuned" in models:
       rows["gpt_tiny fine-tuned, greedy"] = {k: final[f"test_{k}"] for k in NAMES}
     if "fine_tuned_beam" in models:
-      rows["gpt_tiny fine-tuned, beam 4"] = beam_rouge(name, workdir, test)
+      rows["gpt_tiny fine-tuned, beam 4"] = beam_rouge(workdir, test, BEAM)
+      rows["gpt_tiny fine-tuned, beam 4, no repeated 3-gram"] = beam_rouge(
+        workdir, test, BEAM_NO_REPEAT
+      )
   if "scratch" in models:
     final, _ = fine_tuned(name, scratch=True)
     rows["the same from scratch, greedy"] = {k: final[f"test_{k}"] for k in NAMES}

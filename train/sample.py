@@ -4,7 +4,16 @@ python -m train.sample --workdir=workdir/gpt_tiny --prompt="The river" --prompt=
 python -m train.sample --workdir=workdir/gpt_tiny --prompt="Paris is" --temperature=0
 python -m train.sample --workdir=workdir/gpt_tiny --prompt="Paris is" --beam_size=4 \
   --no_repeat_ngram_size=3 --stop="."
+
+A language model continues each prompt. A prompt -> response workdir (configs/
+gpt_tiny_summarize.py, gpt_tiny_instructions.py) answers it instead: the prompt, its separator,
+then the response up to EOS, decoded as the run decoded its test split (its config.decode)
+except for the flags given here:
+
+python -m train.sample --workdir=workdir/gpt_tiny_summarize --prompt="$(cat article.txt)"
 """
+
+import dataclasses
 
 from absl import app, flags, logging
 
@@ -38,6 +47,28 @@ _STOP = flags.DEFINE_multi_string(
 flags.mark_flag_as_required("workdir")
 
 _SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "seed")
+_DECODING_FLAGS = (  # generation.Decoding's fields
+  "beam_size",
+  "length_penalty",
+  *_SAMPLING_FLAGS,
+  "no_repeat_ngram_size",
+  "repetition_penalty",
+)
+
+
+def respond(workdir: str, prompts: list[str]) -> list[str]:
+  """The responses of a prompt_response workdir: its config.decode, then the flags given."""
+  from tfjax.tasks import prompt_response
+
+  responder = prompt_response.load_responder(workdir)
+  given = {name: flags.FLAGS[name].value for name in _DECODING_FLAGS if flags.FLAGS[name].present}
+  if "beam_size" not in given and set(given) & set(_SAMPLING_FLAGS):
+    given["beam_size"] = 1  # sampling flags over a run that decoded with beam search
+  decoding = dataclasses.replace(generation.Decoding.from_config(responder.decode), **given)
+  responses = responder.respond(
+    prompts, decoding=decoding, max_new_tokens=_MAX_NEW.value if _MAX_NEW.present else None
+  )
+  return [generation.cut_at_stop(r, _STOP.value) for r in responses]
 
 
 def main(argv: list[str]) -> None:
@@ -52,6 +83,11 @@ def main(argv: list[str]) -> None:
         f"beam search (--beam_size={_BEAM_SIZE.value}) does not sample: drop {', '.join(given)} "
         "or use --beam_size=1 to sample"
       )
+    if load.workdir_task(_WORKDIR.value) == "prompt_response":
+      responses = respond(_WORKDIR.value, _PROMPTS.value)
+      for prompt, response in zip(_PROMPTS.value, responses, strict=True):
+        print(f"{prompt}\n  -> {response}", end="\n\n")
+      return
     model_config, params, tokenizer = load.load(_WORKDIR.value, "gpt")
     texts = generation.complete_texts(
       model_config,

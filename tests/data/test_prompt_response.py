@@ -92,7 +92,9 @@ def test_a_prompt_too_long_is_refused_without_truncation():
 
 
 def test_an_empty_response_is_a_one_line_error_naming_the_pair():
-  with pytest.raises(ValueError, match=r"^pair 1 of x has a response that encodes to no tokens; fill or remove it$") as caught:
+  with pytest.raises(
+    ValueError, match=r"^pair 1 of x has a response that encodes to no tokens; fill or remove it$"
+  ) as caught:
     pr.encode_pairs(TOKENIZER, TOKENS, ["a", "b"], ["c", ""], max_seq_len=8, name="x")
   assert "\n" not in str(caught.value)
 

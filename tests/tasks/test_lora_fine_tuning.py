@@ -146,7 +146,10 @@ def test_bad_lora_settings_are_rejected_before_anything(
 
 def test_lora_on_language_model_pretraining_is_a_one_line_error(tmp_path, tiny_config):
   tiny_config.lora = ml_collections.ConfigDict({"rank": 8})
-  message = r"^lora.rank=8: .* but this 'lm' run trains from scratch; set lora.rank=0, or use a fine-tuning task"
+  message = (
+    r"^lora.rank=8: .* but this 'lm' run trains from scratch; set lora.rank=0, or use a "
+    "fine-tuning task"
+  )
   with pytest.raises(ValueError, match=message):
     registry.train(tiny_config, str(tmp_path / "w"))
 

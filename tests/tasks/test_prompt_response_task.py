@@ -7,6 +7,7 @@ import json
 import logging
 import pathlib
 import shutil
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ from tfjax.nn import lora
 from tfjax.tasks import registry, text_metrics
 from tfjax.tasks.prompt_response import (
   decode_responses,
+  load_responder,
   response_loss_fn,
   score_responses,
   score_tasks,
@@ -273,6 +275,35 @@ def test_a_run_trains_on_the_responses_and_writes_its_test_responses(prompt_run)
   )
 
 
+def responses_of(workdir: pathlib.Path) -> list[str]:
+  """What a run's end decoded from its test prompts, in order."""
+  lines = (workdir / "responses.jsonl").read_text().splitlines()
+  return [json.loads(line)["generated"] for line in lines]
+
+
+def prompts_of(run: Run) -> list[str]:
+  test = tfds.data_source("tiny_prompts", split="test", data_dir=run.config.data.tfds_data_dir)
+  return [e["prompt"].decode() for e in test]
+
+
+def test_the_workdir_answers_new_prompts_as_its_run_answered_the_test_split(
+  gpt_pretrained, prompt_run, run_cli
+):
+  """load_responder reads the checkpoint with the added separator row, the tokenizer and the
+  run's decode settings: its responses to the test prompts are those the run wrote; so are
+  train.sample's (prompt, then "  -> " and the response)."""
+  responder = load_responder(str(prompt_run.workdir))
+  vocab = pretrained_params(gpt_pretrained)["token_embed"]["embedding"].shape[0]
+  assert responder.separator == vocab == responder.config.vocab_size - 1  # EOS: the tokenizer's
+  prompts, expected = prompts_of(prompt_run), responses_of(prompt_run.workdir)
+  assert responder.respond(prompts) == expected
+  argv = [sys.executable, "-m", "train.sample", f"--workdir={prompt_run.workdir}"]
+  done = run_cli(argv + [f"--prompt={p}" for p in prompts[:2]])
+  assert done.returncode == 0, done.stderr[-3000:]
+  printed = zip(prompts[:2], expected[:2], strict=True)
+  assert done.stdout == "".join(f"{p}\n  -> {r}\n\n" for p, r in printed)
+
+
 def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
   tmp_path, gpt_pretrained, prompt_run, caplog
 ):
@@ -308,6 +339,8 @@ def test_lora_trains_only_the_adapters_of_the_whole_lm(tmp_path, gpt_pretrained)
   assert all(np.abs(np.asarray(final[k]) - np.asarray(fresh[k])).max() > 1e-6 for k in adapters)
   moments = saved_optimizer_paths(run, run.final["step"])
   assert len(moments) == 2 * len(adapters) and all(m.endswith(lora.ADAPTERS) for m in moments)
+  # the workdir loads with the adapters merged, and answers as the adapted model did
+  assert load_responder(str(run.workdir)).respond(prompts_of(run)) == responses_of(run.workdir)
 
 
 def test_an_hf_gpt1_without_eos_gets_one_added_beside_the_separator(tmp_path):
@@ -330,6 +363,8 @@ def test_an_hf_gpt1_without_eos_gets_one_added_beside_the_separator(tmp_path):
   added = json.loads((workdir / "added_tokens.json").read_text())
   assert added == {"<summarize>": 300, "<eos>": 301, "eos_id": 301}
   assert final["test_num_responses"] == 6 and np.isfinite(final["eval_loss"])
+  responder = load_responder(str(workdir))
+  assert (responder.config.vocab_size, responder.separator, responder.eos_id) == (302, 300, 301)
 
 
 # --- an instruction mixture -------------------------------------------------------------------

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
+from tfjax.data.prompt_response import ADDED_TOKENS_FILE
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
 from tfjax.data.tokenizers import hf_bpe
@@ -70,11 +71,25 @@ class _Family(NamedTuple):
   recipe: str  # python -m train.train --config=configs/{recipe}.py trains one
   hf: str | None  # the HF family it imports, None: workdirs only
   architecture: str | None = None  # the config's "architecture" when its task trains several
+  # (workdir, config.json's model config) -> the config of the params its checkpoints hold
+  workdir_config: Callable[[pathlib.Path, Any], Any] = lambda root, config: config
 
 
 FAMILIES = {
   "gpt": _Family(
     GPTConfig, _on_tokens(GPT), "lm", "GPT", "language-model", "gpt_tiny", "GPT-2 or GPT-1"
+  ),
+  "prompt_response": _Family(
+    GPTConfig,
+    _on_tokens(GPT),
+    "prompt_response",
+    "GPT prompt -> response",
+    "fine-tuning",
+    "gpt_tiny_summarize",
+    None,
+    workdir_config=lambda root, config: config.replace(
+      vocab_size=config.vocab_size + len(added_tokens(root)) - 1  # all but "eos_id"
+    ),
   ),
   "bert": _Family(
     BertConfig,
@@ -105,6 +120,19 @@ FAMILIES = {
     architecture="vit",  # beside "cnn" and "linear", which have no loader
   ),
 }
+
+
+def added_tokens(root: str | pathlib.Path) -> dict[str, int]:
+  """{name: id} of the tokens a prompt -> response run appended after its pre-trained
+  vocabulary (its separator, and EOS for a tokenizer without one), and "eos_id": its EOS."""
+  path = pathlib.Path(root) / ADDED_TOKENS_FILE
+  if not path.is_file():
+    raise FileNotFoundError(
+      f"{root} has no {ADDED_TOKENS_FILE} (the ids of its separator and EOS); run python -m "
+      f"train.train again with the run's --config and --workdir={root}: it resumes and writes "
+      "it again"
+    )
+  return json.loads(path.read_text())
 
 
 def _openai_gpt_lm(root: pathlib.Path) -> tuple[GPTConfig, Any]:
@@ -194,7 +222,7 @@ def read_config(path: str | pathlib.Path, family: str) -> tuple[str, Any]:
         f"{str(path)!r} is a workdir of architecture {architecture!r}, not a {spec.name} "
         f"{spec.kind} run; give {_what_to_give(spec)}"
       )
-    return "workdir", spec.config_cls.from_config(saved["model"])
+    return "workdir", spec.workdir_config(root, spec.config_cls.from_config(saved["model"]))
   if spec.hf is None:
     raise ValueError(
       f"{str(path)!r} is not a tfjax workdir (its {CONFIG_FILE} has no model section); give "
@@ -216,8 +244,9 @@ def load(
   Args:
     path: a training workdir (its latest checkpoint is read) or an HF checkpoint directory.
     family: "gpt" (params of GPT; for an HF GPT-1 OpenAIGPTDoubleHeadsModel, its LM's),
-      "bert", "transformer" (workdirs only) or "vit" (params of ViT for a workdir or an HF
-      ViTForImageClassification, of ViTModel for an HF ViTModel).
+      "prompt_response" (the GPT of a prompt_response workdir, its vocabulary with the added
+      tokens: `added_tokens`), "bert", "transformer" (workdirs only) or "vit" (params of ViT
+      for a workdir or an HF ViTForImageClassification, of ViTModel for an HF ViTModel).
     head: BERT only. An HF directory: as `tfjax.hub.bert.load_bert` (None: what it holds;
       "model": the encoder alone). A pre-training workdir holds "pretraining" (the default);
       "model" takes its encoder.
@@ -334,6 +363,16 @@ def saved_tokenizer(directory: str | pathlib.Path) -> Any | None:
       "vocab.json + merges.txt"
     )
   return BPE_TOKENIZERS[name](root)
+
+
+def workdir_task(path: str | pathlib.Path) -> str | None:
+  """The task of a tfjax workdir ("lm" for one written before configs named it); None for an
+  HF directory or a path without a config.json."""
+  config = pathlib.Path(path) / CONFIG_FILE
+  if not config.is_file():
+    return None
+  saved = json.loads(config.read_text())
+  return saved.get("task", "lm") if isinstance(saved.get("model"), dict) else None
 
 
 def is_hf_directory(path: str | pathlib.Path) -> bool:

@@ -18,8 +18,9 @@ scored task by task, each with its metric (`score_tasks`): `test_<task>_<metric>
 import json
 import math
 import os
+import pathlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -42,7 +43,6 @@ from tfjax.training.task import TaskData, write_output
 
 GREEDY = generation.Decoding()  # temperature 0, beam 1
 RESPONSES_FILE = "responses.jsonl"
-ADDED_TOKENS_FILE = "added_tokens.json"
 
 
 def response_loss_fn(model: GPT) -> LossFn:
@@ -180,6 +180,62 @@ def decode_responses(
   return responses
 
 
+class Responder(NamedTuple):
+  """A prompt -> response workdir ready to answer (`load_responder`): its GPT with the added
+  tokens, the ids it was trained with, and the run's config.data and config.decode settings."""
+
+  config: GPTConfig
+  params: Any
+  tokenizer: Tokenizer
+  separator: int
+  eos_id: int
+  max_seq_len: int
+  cut_from: str
+  decode: dict[str, Any]  # the run's config.decode: max_new_tokens, batch_size, Decoding's
+
+  def respond(
+    self,
+    prompts: Sequence[str],
+    *,
+    decoding: generation.Decoding | None = None,
+    max_new_tokens: int | None = None,
+  ) -> list[str]:
+    """The responses to `prompts`, decoded as the run decoded its test split unless told
+    otherwise (`decoding`, `max_new_tokens`)."""
+    return decode_responses(
+      self.config,
+      self.params,
+      self.tokenizer,
+      prompts,
+      suffix=[self.separator],
+      eos_id=self.eos_id,
+      max_seq_len=self.max_seq_len,
+      max_new_tokens=max_new_tokens or self.decode["max_new_tokens"],
+      batch_size=min(self.decode["batch_size"], len(prompts)),
+      cut_from=self.cut_from,
+      decoding=decoding or generation.Decoding.from_config(self.decode),
+    )
+
+
+def load_responder(workdir: str) -> Responder:
+  """The latest checkpoint of a prompt_response `workdir` (LoRA adapters merged), its tokenizer,
+  separator, EOS and the settings its config.json records."""
+  config, params, tokenizer = load.load(workdir, "prompt_response")
+  added = load.added_tokens(workdir)
+  saved = json.loads((pathlib.Path(workdir) / load.CONFIG_FILE).read_text())
+  data = saved["data"]
+  return Responder(
+    config,
+    params,
+    tokenizer,
+    separator=added[data["separator"]],
+    eos_id=added["eos_id"],
+    max_seq_len=data["max_seq_len"],
+    cut_from=data.get("cut_from", "start"),
+    decode=saved["decode"],
+  )
+
+
 class PromptResponseTask(FineTuningTask):
   """A GPT fine-tuned on prompt -> response pairs from init.checkpoint (a tfjax `lm` workdir or
   an HF GPT-2 / GPT-1 directory), or from scratch (`init.load_weights=False`, with
@@ -264,7 +320,7 @@ class PromptResponseTask(FineTuningTask):
     self.tokenizer.save(workdir)
     added = {name: self.model_config.vocab_size + i for i, name in enumerate(self.tokens.added)}
     write_output(
-      workdir, ADDED_TOKENS_FILE, json.dumps({**added, "eos_id": self.tokens.eos}) + "\n"
+      workdir, data_lib.ADDED_TOKENS_FILE, json.dumps({**added, "eos_id": self.tokens.eos}) + "\n"
     )
 
   @property
