@@ -15,7 +15,7 @@ import pytest
 import scipy.stats
 import tensorflow_datasets as tfds
 
-from configs import gpt_tiny, gpt_tiny_topics
+from configs import gpt_tiny_topics
 from tests.conftest import apply_overrides
 from tests.tasks.bert_runs import (
   FINE_TUNING,
@@ -102,19 +102,6 @@ def test_a_float_target_is_a_regression_on_the_squared_error():
 
 
 # --- runs through the trainer -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def gpt_pretrained(tmp_path_factory, tiny_overrides) -> Run:
-  """A 2-step run of the tiny GPT LM (its tokenizer and corpus those of the LM tests)."""
-  overrides = {
-    **tiny_overrides,
-    "train.num_steps": 2,
-    "train.warmup_steps": 1,
-    "train.checkpoint_every": 2,
-  }
-  workdir = tmp_path_factory.mktemp("gpt_pretrained") / "workdir"
-  return run_once(apply_overrides(gpt_tiny.get_config(), overrides), workdir)
 
 
 def gpt_config(gpt_pretrained: Run, **overrides):

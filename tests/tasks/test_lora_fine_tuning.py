@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import gpt_tiny, gpt_tiny_topics, vit_tiny
+from configs import gpt_tiny_topics, vit_tiny
 from tests.conftest import apply_overrides
 from tests.tasks.bert_runs import (
   FINE_TUNING,
@@ -157,21 +157,15 @@ def test_lora_on_language_model_pretraining_is_a_one_line_error(tmp_path, tiny_c
 # --- GPT-1-style fine-tuning: the added special-token rows stay frozen too --------------------
 
 
-def test_a_lora_gpt_trains_only_the_adapters_and_the_classifier(tmp_path_factory, tiny_overrides):
-  lm_overrides = {**tiny_overrides, "train.num_steps": 2, "train.warmup_steps": 1}
-  lm_overrides["train.checkpoint_every"] = 2
-  lm = run_once(
-    apply_overrides(gpt_tiny.get_config(), lm_overrides),
-    tmp_path_factory.mktemp("gpt_lm") / "workdir",
-  )
+def test_a_lora_gpt_trains_only_the_adapters_and_the_classifier(tmp_path, gpt_pretrained):
   values = {
     **FINE_TUNING,
     **LORA,
-    "data.tfds_data_dir": lm.config.data.tfds_data_dir,
-    "init.checkpoint": str(lm.workdir),
+    "data.tfds_data_dir": gpt_pretrained.config.data.tfds_data_dir,
+    "init.checkpoint": str(gpt_pretrained.workdir),
   }
   config = apply_overrides(gpt_tiny_topics.get_config(), values)
-  run = run_once(config, tmp_path_factory.mktemp("gpt_lora") / "workdir")
+  run = run_once(config, tmp_path / "gpt_lora")
   task = registry.make_task(config)
   task.prepare_data(str(run.workdir), 0, 1)
   # The LM with start, delimiter and extract appended: those rows are frozen with the table.

@@ -16,7 +16,7 @@ import pytest
 import sacrebleu
 import tensorflow_datasets as tfds
 
-from configs import gpt_tiny, gpt_tiny_instructions, gpt_tiny_summarize
+from configs import gpt_tiny_instructions, gpt_tiny_summarize
 from tests.conftest import apply_overrides
 from tests.data.instruction_sets import SIZES, use_tiny_tasks
 from tests.data.test_prompt_response import WordTokenizer
@@ -193,15 +193,6 @@ def test_beam_responses_differ_from_greedy_on_a_random_model():
 
 
 # --- runs through the trainer -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def gpt_pretrained(tmp_path_factory, tiny_overrides) -> Run:
-  """A 2-step run of the tiny GPT LM (its tokenizer and corpus those of the LM tests)."""
-  overrides = {**tiny_overrides, "train.num_steps": 2, "train.warmup_steps": 1,
-               "train.checkpoint_every": 2}  # fmt: skip
-  workdir = tmp_path_factory.mktemp("gpt_pretrained") / "workdir"
-  return run_once(apply_overrides(gpt_tiny.get_config(), overrides), workdir)
 
 
 def prompt_config(gpt_pretrained: Run, **overrides):

@@ -44,15 +44,12 @@ def greedy_reference(workdir, prompt: str, max_new_tokens: int) -> str:
   return tokenizer.decode(ids)
 
 
-def test_greedy_sampling_prints_prompt_and_continuation_deterministically(trained_run, run_cli):
+def test_greedy_sampling_prints_each_prompt_and_its_argmax_continuation(trained_run, run_cli):
   flags = [f"--prompt={p}" for p in PROMPTS] + ["--temperature=0", f"--max_new_tokens={MAX_NEW}"]
-  runs = [run_cli(sample_command(trained_run.workdir, *flags)) for _ in range(2)]
-  for done in runs:
-    assert done.returncode == 0, done.stderr[-3000:]
-  assert runs[0].stdout == runs[1].stdout
-
+  done = run_cli(sample_command(trained_run.workdir, *flags))
+  assert done.returncode == 0, done.stderr[-3000:]
   expected = [greedy_reference(trained_run.workdir, p, MAX_NEW) for p in PROMPTS]
-  assert runs[0].stdout == "".join(f"{text}\n\n" for text in expected)
+  assert done.stdout == "".join(f"{text}\n\n" for text in expected)
   for prompt, text in zip(PROMPTS, expected, strict=True):
     assert text.startswith(prompt) and len(text) > len(prompt)
 
