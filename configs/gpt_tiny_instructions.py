@@ -22,8 +22,10 @@ scores each task with its metric: test_summarise_rouge1/rouge2/rougeL, test_topi
 test_sentiment_exact_match (lowercased, punctuation stripped at the ends) and
 test_translate_de_bleu (sacrebleu). translate_de needs the Debian catalogs (the
 gettext_translations builder's docstring: `apt-get download` on a machine with package lists).
-Expected: not measured yet; the run prints the validation loss, perplexity and token accuracy
-on the answers, and one line of test scores per task.
+Expected, measured (about 40 minutes on one core): validation perplexity 17.8 on the answers
+(32.8 from scratch); test summarise ROUGE-1/2/L 17.0 / 5.8 / 16.7 (1.3 / 0.0 / 1.3), topic exact
+match 63.1% (48.4), translate_de BLEU 0.30 (0.22), sentiment exact match 58.1% (57.1; the
+majority answer 57.3). The README's instruction-mixture table says what these show.
 """
 
 import ml_collections
