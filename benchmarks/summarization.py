@@ -105,10 +105,10 @@ def fine_tuned(name: str, scratch: bool) -> tuple[dict, str]:
     return json.load(f), workdir
 
 
-def beam_rouge(workdir: str, test, decoding: generation.Decoding) -> dict[str, float]:
-  """ROUGE of the fine-tuned checkpoint's summaries of the test split by `decoding`."""
-  return text_metrics.rouge(load_responder(workdir).respond(test.prompts, decoding=decoding),
-                            test.responses)  # fmt: skip
+def decoded_rouge(responder, test, decoding: generation.Decoding) -> dict[str, float]:
+  """ROUGE of a fine-tuned checkpoint's summaries of the test split by `decoding`."""
+  generated = responder.respond(test.prompts, decoding=decoding)
+  return text_metrics.rouge(generated, test.responses)
 
 
 def zero_shot_rouge(test) -> dict[str, float]:
@@ -143,9 +143,10 @@ def measure(name: str, models: list[str]) -> dict:
     if "fine_tuned" in models:
       rows["gpt_tiny fine-tuned, greedy"] = {k: final[f"test_{k}"] for k in NAMES}
     if "fine_tuned_beam" in models:
-      rows["gpt_tiny fine-tuned, beam 4"] = beam_rouge(workdir, test, BEAM)
-      rows["gpt_tiny fine-tuned, beam 4, no repeated 3-gram"] = beam_rouge(
-        workdir, test, BEAM_NO_REPEAT
+      responder = load_responder(workdir)
+      rows["gpt_tiny fine-tuned, beam 4"] = decoded_rouge(responder, test, BEAM)
+      rows["gpt_tiny fine-tuned, beam 4, no repeated 3-gram"] = decoded_rouge(
+        responder, test, BEAM_NO_REPEAT
       )
   if "scratch" in models:
     final, _ = fine_tuned(name, scratch=True)

@@ -7,8 +7,10 @@ python -m train.sample --workdir=workdir/gpt_tiny --prompt="Paris is" --beam_siz
 
 A language model continues each prompt. A prompt -> response workdir (configs/
 gpt_tiny_summarize.py, gpt_tiny_instructions.py) answers it instead: the prompt, its separator,
-then the response up to EOS, decoded as the run decoded its test split (its config.decode)
-except for the flags given here:
+then the response up to EOS, decoded as the run decoded its test split (its config.decode and
+decode.max_new_tokens; the defaults below are a language model's) except for the flags given
+here. An instruction-tuned model answers best in its templates' words
+(tfjax/data/instructions.py):
 
 python -m train.sample --workdir=workdir/gpt_tiny_summarize --prompt="$(cat article.txt)"
 """
@@ -24,7 +26,9 @@ _WORKDIR = flags.DEFINE_string(
   "workdir", None, "A train/train.py workdir, or an HF GPT-2 directory (with its vocab files)."
 )
 _PROMPTS = flags.DEFINE_multi_string("prompt", ["The"], "Prompt(s) to continue.")
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 64, "Tokens to generate per prompt.")
+_MAX_NEW = flags.DEFINE_integer(
+  "max_new_tokens", 64, "Tokens to generate per prompt (a prompt -> response run: its own)."
+)
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "0 means greedy.")
 _TOP_K = flags.DEFINE_integer("top_k", 40, "Keep the k most likely tokens (0: all).")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus sampling mass (1.0: off).")
@@ -46,25 +50,17 @@ _STOP = flags.DEFINE_multi_string(
 )
 flags.mark_flag_as_required("workdir")
 
-_SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "seed")
-_DECODING_FLAGS = (  # generation.Decoding's fields
-  "beam_size",
-  "length_penalty",
-  *_SAMPLING_FLAGS,
-  "no_repeat_ngram_size",
-  "repetition_penalty",
-)
+_SAMPLING_FLAGS = generation.SAMPLING_FIELDS
+_DECODING_FLAGS = [field.name for field in dataclasses.fields(generation.Decoding)]  # same names
 
 
 def respond(workdir: str, prompts: list[str]) -> list[str]:
   """The responses of a prompt_response workdir: its config.decode, then the flags given."""
-  from tfjax.tasks import prompt_response
+  from tfjax.tasks import prompt_response  # only here: the task pulls in the trainer
 
   responder = prompt_response.load_responder(workdir)
   given = {name: flags.FLAGS[name].value for name in _DECODING_FLAGS if flags.FLAGS[name].present}
-  if "beam_size" not in given and set(given) & set(_SAMPLING_FLAGS):
-    given["beam_size"] = 1  # sampling flags over a run that decoded with beam search
-  decoding = dataclasses.replace(generation.Decoding.from_config(responder.decode), **given)
+  decoding = generation.Decoding.from_config(responder.decode).overridden(given)
   responses = responder.respond(
     prompts, decoding=decoding, max_new_tokens=_MAX_NEW.value if _MAX_NEW.present else None
   )

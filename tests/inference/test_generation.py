@@ -2,6 +2,7 @@
 against brute-force enumeration, against a step that recomputes the whole prefix without a
 cache, and against greedy decoding; stop strings; bad input."""
 
+import dataclasses
 import functools
 import itertools
 
@@ -347,3 +348,38 @@ def test_complete_texts_cuts_each_continuation_before_its_first_stop_string(beam
   ]
   with pytest.raises(ValueError, match="must be non-empty strings"):
     complete(stop=["x", ""])
+
+
+# --- a CLI's flags over a run's decoding -------------------------------------------------------
+
+BEAM_RUN = generation.Decoding(beam_size=4, length_penalty=0.8, no_repeat_ngram_size=3)
+
+
+@pytest.mark.parametrize(
+  "run, given, expected",
+  [
+    (BEAM_RUN, {}, BEAM_RUN),
+    (BEAM_RUN, {"beam_size": 2}, dataclasses.replace(BEAM_RUN, beam_size=2)),
+    (
+      BEAM_RUN,
+      {"temperature": 0.7, "top_k": 5},
+      dataclasses.replace(BEAM_RUN, beam_size=1, temperature=0.7, top_k=5),
+    ),
+    (generation.Decoding(), {"beam_size": 3}, generation.Decoding(beam_size=3)),
+    (
+      generation.Decoding(temperature=0.9),
+      {"top_p": 0.5},
+      generation.Decoding(temperature=0.9, top_p=0.5),
+    ),
+  ],
+  ids=["nothing", "beam_size", "sampling_over_beam", "beam_over_greedy", "top_p_when_sampling"],
+)
+def test_given_fields_replace_the_run_s_and_sampling_ones_leave_beam_search(run, given, expected):
+  assert run.overridden(given) == expected
+
+
+@pytest.mark.parametrize("run", [generation.Decoding(), BEAM_RUN], ids=["greedy", "beam"])
+def test_sampling_knobs_over_a_greedy_decoding_are_a_one_line_error(run):
+  message = r"^top_k=5, seed=3 only matter when sampling, and this decoding is greedy"
+  with pytest.raises(ValueError, match=message):
+    run.overridden({"top_k": 5, "seed": 3})

@@ -325,6 +325,25 @@ def test_a_workdir_without_a_checkpoint_is_a_clear_error(tmp_path):
     load.load(workdir, "transformer")
 
 
+def test_a_prompt_response_workdir_has_its_added_tokens_in_the_vocabulary(tmp_path):
+  """Its model section keeps the pre-trained vocab_size; the checkpoint's table also holds the
+  separator (and an added EOS) after it, as added_tokens.json lists them."""
+  workdir = tmp_path / "w"
+  workdir.mkdir()
+  config = GPTConfig(vocab_size=300, max_len=16, num_layers=1, num_heads=2, d_model=8, d_ff=16)
+  model = dataclasses.asdict(config)
+  (workdir / "config.json").write_text(json.dumps({"task": "prompt_response", "model": model}))
+  with pytest.raises(FileNotFoundError, match=r"has no added_tokens.json \(the ids of its sep"):
+    load.read_config(workdir, "prompt_response")
+  added = {"<summarize>": 300, "<eos>": 301, "eos_id": 301}
+  (workdir / "added_tokens.json").write_text(json.dumps(added))
+  expected = ("workdir", config.replace(vocab_size=302))
+  assert load.read_config(workdir, "prompt_response") == expected
+  assert load.workdir_task(workdir) == "prompt_response" and load.workdir_task(tmp_path) is None
+  with pytest.raises(ValueError, match="workdir of task 'prompt_response', not a GPT language"):
+    load.read_config(workdir, "gpt")
+
+
 def test_a_config_of_another_family_is_a_clear_error(tmp_path, trained_run):
   with pytest.raises(ValueError, match=r"workdir of task 'lm', not a BERT pre-training run; give"):
     load.read_config(trained_run.workdir, "bert")

@@ -280,12 +280,13 @@ def prompts_of(run: Run) -> list[str]:
 def test_the_workdir_answers_new_prompts_as_its_run_answered_the_test_split(
   gpt_pretrained, prompt_run, run_cli
 ):
-  """load_responder reads the checkpoint with the added separator row, the tokenizer and the
-  run's decode settings: its responses to the test prompts are those the run wrote; so are
+  """load_responder reads the latest checkpoint with the added separator row, the tokenizer and
+  the run's decode settings: its responses to the test prompts are those the run wrote; so are
   train.sample's (prompt, then "  -> " and the response)."""
   responder = load_responder(str(prompt_run.workdir))
   vocab = pretrained_params(gpt_pretrained)["token_embed"]["embedding"].shape[0]
   assert responder.separator == vocab == responder.config.vocab_size - 1  # EOS: the tokenizer's
+  jax.tree.map(np.testing.assert_array_equal, responder.params, final_params(prompt_run))
   prompts, expected = prompts_of(prompt_run), responses_of(prompt_run.workdir)
   assert responder.respond(prompts) == expected
   argv = [sys.executable, "-m", "train.sample", f"--workdir={prompt_run.workdir}"]
@@ -330,8 +331,17 @@ def test_lora_trains_only_the_adapters_of_the_whole_lm(tmp_path, gpt_pretrained)
   assert all(np.abs(np.asarray(final[k]) - np.asarray(fresh[k])).max() > 1e-6 for k in adapters)
   moments = saved_optimizer_paths(run, run.final["step"])
   assert len(moments) == 2 * len(adapters) and all(m.endswith(lora.ADAPTERS) for m in moments)
-  # the workdir loads with the adapters merged, and answers as the adapted model did
-  assert load_responder(str(run.workdir)).respond(prompts_of(run)) == responses_of(run.workdir)
+  # The workdir loads as the merged model (lora.merge is tested against the adapted one): every
+  # adapted kernel moved off the base, and it answers as the run did.
+  responder = load_responder(str(run.workdir))
+  merged = flat(lora.merge(final_params(run), lora.LoRA(4, 8.0, False)))
+  loaded = flat(responder.params)
+  assert sorted(loaded) == sorted(merged) == sorted(start)
+  for path in merged:
+    np.testing.assert_array_equal(bits(loaded[path]), bits(merged[path]), err_msg=path)
+  kernels = {k.rsplit("/", 1)[0] for k in adapters}  # the adapted projections
+  assert kernels and all(np.any(loaded[f"{k}/kernel"] != start[f"{k}/kernel"]) for k in kernels)
+  assert responder.respond(prompts_of(run)) == responses_of(run.workdir)
 
 
 def test_an_hf_gpt1_without_eos_gets_one_added_beside_the_separator(tmp_path):

@@ -39,7 +39,6 @@ FEATURES = ("inputs", "targets", "weights", "segment_ids", "positions")  # of a 
 EOS_NAME = "<eos>"  # the added EOS of a tokenizer that has none (GPT-1's)
 MIN_SEQ_LEN = 2  # <sep> and one response token as inputs (EOS is only a target)
 CUT_FROM = ("start", "end")  # where a too long prompt loses its tokens
-ADDED_TOKENS_FILE = "added_tokens.json"  # a run's {added token: id, "eos_id": id}
 
 
 @dataclasses.dataclass(frozen=True)

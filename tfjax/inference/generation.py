@@ -218,6 +218,9 @@ def cut_at_stop(text: str, stop: Sequence[str], start: int = 0) -> str:
   return text[: min(found)] if found else text
 
 
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "seed")  # Decoding's fields beams ignore
+
+
 @dataclasses.dataclass(frozen=True)
 class Decoding:
   """How each new token is chosen: beam search when beam_size > 1 (deterministic; temperature,
@@ -238,6 +241,23 @@ class Decoding:
     """The fields `config` (e.g. a task's config.decode) sets; its other keys are not ours."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in dict(config).items() if k in names})
+
+  def overridden(self, given: Mapping[str, Any]) -> "Decoding":
+    """This strategy with the fields in `given` replaced (a CLI's flags over a run's
+    config.decode): a sampling field without beam_size turns beam search into sampling; top_k,
+    top_p or seed over a greedy strategy (temperature 0) would change nothing, so they are
+    refused unless a temperature comes with them."""
+    given = dict(given)
+    if "beam_size" not in given and set(SAMPLING_FIELDS) & set(given):
+      given["beam_size"] = 1
+    decoding = dataclasses.replace(self, **given)
+    idle = [f"{k}={given[k]}" for k in ("top_k", "top_p", "seed") if k in given]
+    if decoding.beam_size == 1 and decoding.temperature == 0 and idle:
+      raise ValueError(
+        f"{', '.join(idle)} only matter when sampling, and this decoding is greedy (temperature "
+        "0); give a temperature too, e.g. --temperature=0.8"
+      )
+    return decoding
 
   @property
   def name(self) -> str:

@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from tfjax.data.prompt_response import ADDED_TOKENS_FILE
 from tfjax.data.tokenizers import bert as bert_tokenizer
 from tfjax.data.tokenizers import gpt2 as gpt2_tokenizer
 from tfjax.data.tokenizers import hf_bpe
@@ -37,6 +36,7 @@ from tfjax.nn import lora
 from tfjax.training import checkpoint
 
 CONFIG_FILE = "config.json"
+ADDED_TOKENS_FILE = "added_tokens.json"  # a prompt_response run's {added token: id, "eos_id": id}
 SENTENCEPIECE_FILE = MODEL_FILE  # what the GPT and translation tasks save
 
 
@@ -87,9 +87,7 @@ FAMILIES = {
     "fine-tuning",
     "gpt_tiny_summarize",
     None,
-    workdir_config=lambda root, config: config.replace(
-      vocab_size=config.vocab_size + len(added_tokens(root)) - 1  # all but "eos_id"
-    ),
+    workdir_config=lambda root, config: config.replace(vocab_size=added_vocab_size(root)),
   ),
   "bert": _Family(
     BertConfig,
@@ -133,6 +131,11 @@ def added_tokens(root: str | pathlib.Path) -> dict[str, int]:
       "it again"
     )
   return json.loads(path.read_text())
+
+
+def added_vocab_size(root: str | pathlib.Path) -> int:
+  """The vocabulary size of a prompt -> response run's GPT: its added tokens come last."""
+  return 1 + max(i for name, i in added_tokens(root).items() if name != "eos_id")
 
 
 def _openai_gpt_lm(root: pathlib.Path) -> tuple[GPTConfig, Any]:
@@ -209,8 +212,8 @@ def read_config(path: str | pathlib.Path, family: str) -> tuple[str, Any]:
   if not (root / CONFIG_FILE).is_file():
     raise FileNotFoundError(f"{str(path)!r} has no {CONFIG_FILE}; give {_what_to_give(spec)}")
   saved = json.loads((root / CONFIG_FILE).read_text())
-  if isinstance(saved.get("model"), dict):
-    task = saved.get("task", "lm")  # written before configs named their task: a GPT run
+  task = _task_of(saved)
+  if task is not None:
     if task != spec.task:
       raise ValueError(
         f"{str(path)!r} is a workdir of task {task!r}, not a {spec.name} {spec.kind} run; give "
@@ -369,10 +372,14 @@ def workdir_task(path: str | pathlib.Path) -> str | None:
   """The task of a tfjax workdir ("lm" for one written before configs named it); None for an
   HF directory or a path without a config.json."""
   config = pathlib.Path(path) / CONFIG_FILE
-  if not config.is_file():
+  return _task_of(json.loads(config.read_text())) if config.is_file() else None
+
+
+def _task_of(saved: Mapping[str, Any]) -> str | None:
+  """The task of a config.json with a "model" section (a workdir's), else None (an HF one's)."""
+  if not isinstance(saved.get("model"), dict):
     return None
-  saved = json.loads(config.read_text())
-  return saved.get("task", "lm") if isinstance(saved.get("model"), dict) else None
+  return saved.get("task", "lm")  # written before configs named their task: a GPT run
 
 
 def is_hf_directory(path: str | pathlib.Path) -> bool:

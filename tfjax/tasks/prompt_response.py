@@ -200,8 +200,10 @@ class Responder(NamedTuple):
     decoding: generation.Decoding | None = None,
     max_new_tokens: int | None = None,
   ) -> list[str]:
-    """The responses to `prompts`, decoded as the run decoded its test split unless told
-    otherwise (`decoding`, `max_new_tokens`)."""
+    """The responses to `prompts`, decoded as the run decoded its test split (the same
+    batches: sampled responses too) unless told otherwise (`decoding`, `max_new_tokens`)."""
+    if not prompts:
+      raise ValueError("no prompts to respond to; give at least one")
     return decode_responses(
       self.config,
       self.params,
@@ -210,10 +212,10 @@ class Responder(NamedTuple):
       suffix=[self.separator],
       eos_id=self.eos_id,
       max_seq_len=self.max_seq_len,
-      max_new_tokens=max_new_tokens or self.decode["max_new_tokens"],
-      batch_size=min(self.decode["batch_size"], len(prompts)),
+      max_new_tokens=self.decode["max_new_tokens"] if max_new_tokens is None else max_new_tokens,
+      batch_size=self.decode["batch_size"],
       cut_from=self.cut_from,
-      decoding=decoding or generation.Decoding.from_config(self.decode),
+      decoding=generation.Decoding.from_config(self.decode) if decoding is None else decoding,
     )
 
 
@@ -222,7 +224,7 @@ def load_responder(workdir: str) -> Responder:
   separator, EOS and the settings its config.json records."""
   config, params, tokenizer = load.load(workdir, "prompt_response")
   added = load.added_tokens(workdir)
-  saved = json.loads((pathlib.Path(workdir) / load.CONFIG_FILE).read_text())
+  saved = json.loads((pathlib.Path(workdir) / load.CONFIG_FILE).read_text())  # the run's
   data = saved["data"]
   return Responder(
     config,
@@ -320,7 +322,7 @@ class PromptResponseTask(FineTuningTask):
     self.tokenizer.save(workdir)
     added = {name: self.model_config.vocab_size + i for i, name in enumerate(self.tokens.added)}
     write_output(
-      workdir, data_lib.ADDED_TOKENS_FILE, json.dumps({**added, "eos_id": self.tokens.eos}) + "\n"
+      workdir, load.ADDED_TOKENS_FILE, json.dumps({**added, "eos_id": self.tokens.eos}) + "\n"
     )
 
   @property
@@ -371,19 +373,17 @@ class PromptResponseTask(FineTuningTask):
     chosen = decoded_pairs(test, decode.num_test)
     prompts, references = [test.prompts[k] for k in chosen], [test.responses[k] for k in chosen]
     decoding = generation.Decoding.from_config(decode)
-    generated = decode_responses(
+    responder = Responder(
       self.lm_config,
       sharding.on_host(params),
       self.tokenizer,
-      prompts,
-      suffix=[self.tokens.separator],
+      separator=self.tokens.separator,
       eos_id=self.tokens.eos,
       max_seq_len=self.config.data.max_seq_len,
-      max_new_tokens=decode.max_new_tokens,
-      batch_size=decode.batch_size,
       cut_from=self.config.data.cut_from,
-      decoding=decoding,
+      decode=decode.to_dict(),
     )
+    generated = responder.respond(prompts, decoding=decoding)
     records = []
     for k, reference, text in zip(chosen, references, generated, strict=True):
       task = {} if test.tasks is None else {"task": test.tasks[k]}
