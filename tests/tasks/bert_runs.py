@@ -4,6 +4,7 @@ classification); their session fixtures are in conftest.py."""
 import dataclasses
 import hashlib
 import importlib.metadata
+import logging
 import pathlib
 from typing import Any
 
@@ -105,6 +106,24 @@ def train_losses(workdir: pathlib.Path) -> dict[int, float]:
   steps = [r["step"] for r in records]
   assert len(steps) == len(set(steps)), f"duplicate train steps in {workdir}: {steps}"
   return {r["step"]: r["loss"] for r in records}
+
+
+def resumed_run(
+  config: Any, uninterrupted: Run, workdir: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> dict:
+  """Trains `config(**{"train.num_steps": 2})` into `workdir`, then `config()` (3 steps) there
+  again, which must resume at step 2 and log the uninterrupted run's train loss at every step;
+  returns the resumed run's final metrics. `config`: overrides -> the run's ConfigDict."""
+  registry.train(config(**{"train.num_steps": 2, "train.checkpoint_every": 2}), str(workdir))
+  with caplog.at_level(logging.WARNING):
+    final = registry.train(config(), str(workdir))
+  assert "Resumed from step 2" in caplog.text and final["step"] == 3
+  expected, resumed = train_losses(uninterrupted.workdir), train_losses(workdir)
+  assert sorted(resumed) == sorted(expected) == [1, 2, 3]
+  np.testing.assert_allclose(
+    [resumed[s] for s in (1, 2, 3)], [expected[s] for s in (1, 2, 3)], rtol=1e-6, atol=0
+  )
+  return final
 
 
 def assert_trees_equal(a: Any, b: Any) -> None:

@@ -4,7 +4,6 @@ dataset, the report against the checkpoint's own predictions, exact resume, and 
 errors for inputs that do not fit."""
 
 import json
-import logging
 import pathlib
 import shutil
 
@@ -23,8 +22,8 @@ from tests.tasks.bert_runs import (
   Run,
   assert_trees_equal,
   pretrained_params,
+  resumed_run,
   run_once,
-  train_losses,
 )
 from tests.tasks.text_pair_sets import CHOICES, PAIRS, WORDS
 from tfjax.data import gpt_inputs
@@ -166,16 +165,8 @@ def test_a_run_reports_test_accuracy_of_its_checkpoint_and_saves_the_tokenizer(t
 def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
   tmp_path, gpt_pretrained, topics_run, caplog
 ):
-  workdir = tmp_path / "resumed"
-  registry.train(gpt_config(gpt_pretrained, **{"train.num_steps": 2}), str(workdir))
-  with caplog.at_level(logging.WARNING):
-    final = registry.train(gpt_config(gpt_pretrained), str(workdir))
-  assert "Resumed from step 2" in caplog.text and final["step"] == 3
-  expected, resumed = train_losses(topics_run.workdir), train_losses(workdir)
-  assert sorted(resumed) == sorted(expected) == [1, 2, 3]
-  np.testing.assert_allclose(
-    [resumed[s] for s in (1, 2, 3)], [expected[s] for s in (1, 2, 3)], rtol=1e-6, atol=0
-  )
+  config = lambda **o: gpt_config(gpt_pretrained, **o)
+  resumed_run(config, topics_run, tmp_path / "resumed", caplog)
 
 
 # --- the other transformations, on tiny datasets ----------------------------------------------

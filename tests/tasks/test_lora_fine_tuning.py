@@ -4,7 +4,6 @@ the head train and hold optimizer state, exact resume, a LoRA workdir loading as
 model, rank 0 as today, and the one-line errors."""
 
 import json
-import logging
 import shutil
 
 import jax
@@ -20,8 +19,8 @@ from tests.tasks.bert_runs import (
   Run,
   fine_tuning_config,
   pretrained_params,
+  resumed_run,
   run_once,
-  train_losses,
 )
 from tests.tasks.lora_checks import (
   bits,
@@ -76,14 +75,7 @@ def test_a_resumed_lora_run_gives_the_uninterrupted_losses_and_weights(
 ):
   workdir = tmp_path / "resumed"
   config = lambda **o: fine_tuning_config(tfds_dir, pretrained.workdir, **LORA, **o)
-  registry.train(config(**{"train.num_steps": 2, "train.checkpoint_every": 2}), str(workdir))
-  with caplog.at_level(logging.WARNING):
-    final = registry.train(config(), str(workdir))
-  assert "Resumed from step 2" in caplog.text and final["step"] == 3
-  expected, resumed = train_losses(bert_lora.workdir), train_losses(workdir)
-  assert sorted(resumed) == sorted(expected) == [1, 2, 3]
-  np.testing.assert_allclose([resumed[s] for s in (1, 2, 3)], [expected[s] for s in (1, 2, 3)],
-                             rtol=1e-6, atol=0)  # fmt: skip
+  final = resumed_run(config, bert_lora, workdir, caplog)
   want, got = flat(final_params(bert_lora)), flat(final_params(Run(workdir, config(), final)))
   for path in want:
     np.testing.assert_allclose(got[path], want[path], rtol=1e-6, atol=1e-7, err_msg=path)

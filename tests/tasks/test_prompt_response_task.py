@@ -25,8 +25,8 @@ from tests.tasks.bert_runs import (
   Run,
   assert_trees_equal,
   pretrained_params,
+  resumed_run,
   run_once,
-  train_losses,
 )
 from tests.tasks.lora_checks import bits, final_params, flat, fresh_params, saved_optimizer_paths
 from tests.tasks.text_pair_sets import WORDS
@@ -300,15 +300,7 @@ def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
   tmp_path, gpt_pretrained, prompt_run, caplog
 ):
   workdir = tmp_path / "resumed"
-  registry.train(prompt_config(gpt_pretrained, **{"train.num_steps": 2}), str(workdir))
-  with caplog.at_level(logging.WARNING):
-    final = registry.train(prompt_config(gpt_pretrained), str(workdir))
-  assert "Resumed from step 2" in caplog.text and final["step"] == 3
-  expected, resumed = train_losses(prompt_run.workdir), train_losses(workdir)
-  assert sorted(resumed) == sorted(expected) == [1, 2, 3]
-  np.testing.assert_allclose(
-    [resumed[s] for s in (1, 2, 3)], [expected[s] for s in (1, 2, 3)], rtol=1e-6, atol=0
-  )
+  resumed_run(lambda **o: prompt_config(gpt_pretrained, **o), prompt_run, workdir, caplog)
   assert (workdir / "responses.jsonl").read_text() == (
     prompt_run.workdir / "responses.jsonl"
   ).read_text()
