@@ -380,6 +380,8 @@ def test_given_fields_replace_the_run_s_and_sampling_ones_leave_beam_search(run,
 
 @pytest.mark.parametrize("run", [generation.Decoding(), BEAM_RUN], ids=["greedy", "beam"])
 def test_sampling_knobs_over_a_greedy_decoding_are_a_one_line_error(run):
-  message = r"^top_k=5, seed=3 only matter when sampling, and this decoding is greedy"
+  message = r"^top_k=5, seed=3 have no effect: this decoding is greedy \(temperature 0\); give"
   with pytest.raises(ValueError, match=message):
     run.overridden({"top_k": 5, "seed": 3})
+  with pytest.raises(ValueError, match=r"^top_p=0.5 has no effect: this decoding is greedy"):
+    run.overridden({"top_p": 0.5})

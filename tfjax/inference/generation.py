@@ -253,9 +253,10 @@ class Decoding:
     decoding = dataclasses.replace(self, **given)
     idle = [f"{k}={given[k]}" for k in ("top_k", "top_p", "seed") if k in given]
     if decoding.beam_size == 1 and decoding.temperature == 0 and idle:
+      verb = "has" if len(idle) == 1 else "have"
       raise ValueError(
-        f"{', '.join(idle)} only matter when sampling, and this decoding is greedy (temperature "
-        "0); give a temperature too, e.g. --temperature=0.8"
+        f"{', '.join(idle)} {verb} no effect: this decoding is greedy (temperature 0); give a "
+        "temperature too, e.g. --temperature=0.8"
       )
     return decoding
 
