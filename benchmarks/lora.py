@@ -1,18 +1,22 @@
 r"""LoRA (Hu et al. 2021) against full fine-tuning: trainable parameters and optimizer-state bytes
 of the gpt_tiny and bert_tiny fine-tuning models (from shapes alone: `jax.eval_shape`, nothing
-trained), and with --train the test accuracy of both on Rotten Tomatoes sentiment.
+trained, on the sentiment configs), and with --train the test accuracy of both ways on Rotten
+Tomatoes sentiment (which pre-training does not help at this scale: README, GPT vs BERT) and
+the 11 Wikipedia topics (which it does).
 
-  python -m benchmarks.lora                       # the sizes, seconds
-  python -m benchmarks.lora --train --models=bert # + fine-tune bert_tiny_sentiment both ways
+  python -m benchmarks.lora                                    # the sizes, seconds
+  python -m benchmarks.lora --train --models=gpt --tasks=topics  # + fine-tune both ways
 
 --train needs the pre-trained workdirs the configs name (configs/bert_tiny.py ->
 workdir/bert_tiny, configs/gpt_tiny_topics.py's first command -> workdir/gpt_tiny). Each run
-takes about 4.5 minutes on 2 CPU cores (configs/bert_tiny_sentiment.py's budget: 300 steps of
-32); its workdir is kept under --workdir, so a rerun skips finished runs. LoRA runs take
---lora_learning_rate (adapters want a larger rate than full fine-tuning: Hu et al. train
-RoBERTa-base's at 4e-4 to 5e-4, Appendix D). Writes benchmarks/results/lora.json (--out_dir).
+takes 4-8 minutes on one core (the configs' budget: 300 steps of 32); its workdir is kept
+under --workdir, so a rerun skips finished runs. LoRA runs at each of --lora_learning_rates
+(adapters want a larger rate than full fine-tuning: Hu et al. train RoBERTa-base's at 4e-4 to
+5e-4 for tens of epochs, Appendix D; here 300 steps of 32, about one epoch). Writes
+benchmarks/results/lora.json (--out_dir).
 """
 
+import itertools
 import json
 import math
 import os
@@ -22,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from configs import bert_tiny_sentiment, gpt_tiny_sentiment
+from configs import bert_tiny_sentiment, bert_tiny_topics, gpt_tiny_sentiment, gpt_tiny_topics
 from tfjax.models.bert import BertForSequenceClassification
 from tfjax.models.gpt import GPTForFineTuning
 from tfjax.nn import lora
@@ -34,14 +38,20 @@ _MODELS = flags.DEFINE_list("models", ["bert", "gpt"], "Which fine-tuning config
 _RANK = flags.DEFINE_integer("rank", 8, "LoRA rank r.")
 _ALPHA = flags.DEFINE_float("alpha", 16.0, "LoRA alpha (the adapters are scaled by alpha / r).")
 _TRAIN = flags.DEFINE_bool("train", False, "Also fine-tune both ways and compare test accuracy.")
-_LORA_LR = flags.DEFINE_float("lora_learning_rate", 1e-3, "Peak learning rate of LoRA runs.")
+_LORA_LRS = flags.DEFINE_list(
+  "lora_learning_rates", ["1e-3", "5e-3"], "Peak learning rates of the LoRA runs (--train)."
+)
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Fine-tuning seeds (--train).")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/lora", "Where the runs' workdirs go.")
 _OUT_DIR = flags.DEFINE_string("out_dir", "benchmarks/results", "Where lora.json goes.")
 _TFDS_DIR = flags.DEFINE_string("tfds_data_dir", "", "TFDS data dir ('' for the default).")
 
-CONFIGS = {"bert": bert_tiny_sentiment, "gpt": gpt_tiny_sentiment}
-NUM_LABELS = 2  # fresh / rotten
+CONFIGS = {  # task -> model -> its fine-tuning config
+  "sentiment": {"bert": bert_tiny_sentiment, "gpt": gpt_tiny_sentiment},
+  "topics": {"bert": bert_tiny_topics, "gpt": gpt_tiny_topics},
+}
+_TASKS = flags.DEFINE_list("tasks", ["sentiment", "topics"], f"Fine-tuning tasks: {list(CONFIGS)}.")
+NUM_LABELS = 2  # the sizes are the sentiment configs': fresh / rotten
 
 
 def variants() -> dict[str, dict]:
@@ -54,20 +64,23 @@ def variants() -> dict[str, dict]:
   }
 
 
-def fine_tuning_config(model: str, variant: dict, seed: int = 0):
-  config = CONFIGS[model].get_config()
+def fine_tuning_config(
+  model: str, variant: dict, seed: int = 0, learning_rate: float | None = None, task="sentiment"
+):
+  """The model's config for `task` with config.lora = `variant` (and a LoRA run's peak rate)."""
+  config = CONFIGS[task][model].get_config()
   config.lora.update(variant)
   config.train.seed = seed
   config.data.tfds_data_dir = _TFDS_DIR.value
-  if variant["rank"]:
-    config.train.learning_rate = _LORA_LR.value
+  if learning_rate is not None:
+    config.train.learning_rate = learning_rate
   return config
 
 
 def sizes(model: str, variant: dict) -> dict[str, int]:
   """Parameters, trained parameters and optimizer-state bytes of the task's model, built as
   the task builds it (its model config with config.lora, its trainable mask, its optimizer)."""
-  config = fine_tuning_config(model, variant)
+  config = fine_tuning_config(model, variant)  # sentiment
   task = registry.make_task(config)
   cfg = task.model_config  # the configured architecture (bert_tiny's / gpt_tiny's)
   length = config.data.max_seq_len
@@ -91,12 +104,12 @@ def sizes(model: str, variant: dict) -> dict[str, int]:
   }
 
 
-def trained(model: str, name: str, variant: dict, seed: int) -> dict:
-  workdir = os.path.join(_WORKDIR.value, f"{model}-{name}-seed{seed}")
+def trained(task: str, model: str, name: str, variant: dict, seed: int, learning_rate) -> dict:
+  workdir = os.path.join(_WORKDIR.value, f"{task}-{model}-{name}-seed{seed}")
   done = os.path.join(workdir, "final_metrics.json")
   began = time.perf_counter()
   if not os.path.exists(done):
-    registry.train(fine_tuning_config(model, variant, seed), workdir)
+    registry.train(fine_tuning_config(model, variant, seed, learning_rate, task), workdir)
   with open(done) as f:
     return {**json.load(f), "seconds_this_call": time.perf_counter() - began}
 
@@ -120,16 +133,20 @@ def main(argv: list[str]) -> None:
         f"{share:.2f} | {row['optimizer_state_bytes']:,} B{less} |"
       )
   if _TRAIN.value:
-    print("\n| model | fine-tuning | seed | test accuracy | majority class |")
-    print("|---|---|---:|---:|---:|")
-    for model in _MODELS.value:
-      for name, variant in list(variants().items())[:2]:  # full, and LoRA on attention
+    print("\n| task | model | fine-tuning | peak lr | seed | test accuracy | most frequent label |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    full, adapters = list(variants().items())[:2]  # full, and LoRA on the attention
+    runs = [(*full, None)] + [(*adapters, float(lr)) for lr in _LORA_LRS.value]
+    for task, model in itertools.product(_TASKS.value, _MODELS.value):
+      for name, variant, learning_rate in runs:
+        label = name if learning_rate is None else f"{name}_lr{learning_rate:g}"
+        rate = learning_rate or CONFIGS[task][model].get_config().train.learning_rate
         for seed in map(int, _SEEDS.value):
-          final = trained(model, name, variant, seed)
-          results[f"{model}/{name}/seed{seed}"] = final
+          final = trained(task, model, label, variant, seed, learning_rate)
+          results[f"{task}/{model}/{label}/seed{seed}"] = final
           print(
-            f"| {model}_tiny | {name} | {seed} | {final['test_accuracy']:.3f} | "
-            f"{final['test_majority_class_accuracy']:.3f} |"
+            f"| {task} | {model}_tiny | {name} | {rate:g} | {seed} | "
+            f"{final['test_accuracy']:.3f} | {final['test_majority_class_accuracy']:.3f} |"
           )
   os.makedirs(_OUT_DIR.value, exist_ok=True)
   with open(os.path.join(_OUT_DIR.value, "lora.json"), "w") as f:
