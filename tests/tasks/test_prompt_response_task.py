@@ -296,6 +296,17 @@ def test_the_workdir_answers_new_prompts_as_its_run_answered_the_test_split(
   assert done.stdout == "".join(f"{p}\n  -> {r}\n\n" for p, r in printed)
 
 
+def test_a_separator_the_workdir_did_not_add_is_a_one_line_error(tmp_path, prompt_run):
+  workdir = tmp_path / "edited"
+  shutil.copytree(prompt_run.workdir, workdir)
+  saved = json.loads((workdir / "config.json").read_text())
+  saved["data"]["separator"] = "<tl;dr>"
+  (workdir / "config.json").write_text(json.dumps(saved))
+  message = r"names the separator '<tl;dr>' but its added_tokens.json adds \['<summarize>'\]: "
+  with pytest.raises(ValueError, match=message):
+    load_responder(str(workdir))
+
+
 def test_resumed_run_with_dropout_gives_the_uninterrupted_losses(
   tmp_path, gpt_pretrained, prompt_run, caplog
 ):

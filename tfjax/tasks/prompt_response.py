@@ -226,6 +226,13 @@ def load_responder(workdir: str) -> Responder:
   added = load.added_tokens(workdir)
   saved = json.loads((pathlib.Path(workdir) / load.CONFIG_FILE).read_text())  # the run's
   data = saved["data"]
+  if data["separator"] not in added:
+    names = sorted(k for k in added if k != "eos_id")
+    raise ValueError(
+      f"{workdir}'s config.json names the separator {data['separator']!r} but its "
+      f"{load.ADDED_TOKENS_FILE} adds {names}: the two files are of different runs; restore the "
+      "run's own config.json"
+    )
   return Responder(
     config,
     params,
