@@ -37,28 +37,6 @@ REFERENCE_RUN: dict[str, Any] = {
 }
 
 
-# The files that take longest on the 2-core CI machine (measured with --durations), run first:
-# `--dist loadfile` hands whole files to the two workers in collection order, so the long ones
-# started last would leave one worker waiting on the other at the end.
-LONGEST_FIRST = (
-  "tests/training/test_parallel.py",
-  "tests/training/test_parallel_multihost.py",
-  "tests/reliability/test_faults.py",
-  "tests/tasks/test_lora_fine_tuning.py",
-  "tests/training/test_parallel_bert.py",
-  "tests/training/test_parallel_translation.py",
-  "tests/inference/test_seq2seq.py",
-  "tests/training/test_parallel_gpt_fine_tuning.py",
-  "tests/training/test_parallel_vit.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-  rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-  key = lambda item: rank.get(item.nodeid.split("::")[0], len(LONGEST_FIRST))
-  items.sort(key=key)  # stable: each file's own order is kept
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainedRun:
   workdir: pathlib.Path
