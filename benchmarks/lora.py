@@ -9,7 +9,7 @@ the 11 Wikipedia topics (which it does).
 
 --train needs the pre-trained workdirs the configs name (configs/bert_tiny.py ->
 workdir/bert_tiny, configs/gpt_tiny_topics.py's first command -> workdir/gpt_tiny). Each run
-takes 4-8 minutes on one core (the configs' budget: 300 steps of 32); its workdir is kept
+takes 4-15 minutes on one core (the configs' budget: 300 steps of 32); its workdir is kept
 under --workdir, so a rerun skips finished runs. LoRA runs at each of --lora_learning_rates
 (adapters want a larger rate than full fine-tuning: Hu et al. train RoBERTa-base's at 4e-4 to
 5e-4 for tens of epochs, Appendix D; here 300 steps of 32, about one epoch). Writes
